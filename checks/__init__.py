@@ -1,0 +1,1 @@
+"""Parity checks: the PyTorch reference (genuine pyannote.audio) against mlx_segmentation."""

@@ -1,0 +1,59 @@
+"""The PyTorch side of every comparison: genuine pyannote.audio, built from a safely read checkpoint.
+
+`Model.from_pretrained` would unpickle the user's file with `weights_only=False`, which runs whatever
+the pickle says. Instead we instantiate pyannote.audio's own PyanNet class from the hyper-parameters
+and specifications our safe reader extracted, and load the same tensors with `strict=True`.
+Tests prove this equals `Model.from_pretrained` on trusted checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from converter.reader import SourceCheckpoint
+from mlx_segmentation.config import ModelConfig
+
+
+def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Module:
+    """pyannote.audio's PyanNet with the checkpoint's weights, in eval mode, float32."""
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.segmentation import PyanNet
+
+    hparams = source.hyper_parameters
+    model = PyanNet(
+        sincnet=dict(hparams.get("sincnet", {})),
+        lstm=dict(hparams.get("lstm", {})),
+        linear=dict(hparams.get("linear", {})),
+        sample_rate=config.sample_rate,
+        num_channels=config.num_channels,
+    )
+    spec = config.specifications
+    model.specifications = Specifications(
+        problem=Problem[spec.problem],
+        resolution=Resolution[spec.resolution],
+        duration=spec.duration,
+        min_duration=spec.min_duration,
+        warm_up=spec.warm_up,
+        classes=list(spec.classes),
+        powerset_max_classes=spec.powerset_max_classes,
+        permutation_invariant=spec.permutation_invariant,
+    )
+    model.build()
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in source.tensors.items()}, strict=True)
+    return model.eval()
+
+
+def as_float64(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy: the yardstick for float32 rounding (`model.double()`)."""
+    return copy.deepcopy(model).double().eval()
+
+
+def run(model: torch.nn.Module, waveforms: np.ndarray) -> np.ndarray:
+    """(batch, samples) numpy -> (batch, frames, classes) numpy, in the model's dtype."""
+    dtype = next(model.parameters()).dtype
+    with torch.inference_mode():
+        outputs = model(torch.from_numpy(waveforms).to(dtype)[:, None, :])
+    return outputs.numpy()

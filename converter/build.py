@@ -1,0 +1,64 @@
+"""One build: read a checkpoint, map its tensors, write the model folder, run the checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlx.utils import tree_flatten
+
+from mlx_segmentation.manifest import Manifest
+from mlx_segmentation.pyannet import PyanNet
+
+from .architecture import model_config
+from .engine import apply_rules
+from .reader import read_checkpoint
+from .recipe import Gates
+from .rules.pyannet import pyannet_rules
+from .writer import refuse_existing, staging_folder, write_model
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    manifest: Manifest
+    checks_passed: bool | None  # None: checks not run
+    checks_summary: str
+
+
+def build(
+    checkpoint: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    dtype: str = "float32",
+    gates: Gates | None = None,
+    run_checks: bool = True,
+    log=print,
+) -> BuildResult:
+    refuse_existing(out, force)
+    log(f"reading {checkpoint}")
+    source = read_checkpoint(checkpoint)
+    config = model_config(source)
+    spec = config.specifications
+    log(
+        f"architecture: PyanNet, LSTM {config.lstm.num_layers} x {config.lstm.hidden_size} "
+        f"({'bi' if config.lstm.bidirectional else 'uni'}directional, {'monolithic' if config.lstm.monolithic else 'per layer'}), "
+        f"linear {config.linear.num_layers} x {config.linear.hidden_size}, {spec.num_outputs} outputs "
+        f"({'powerset' if spec.powerset else spec.problem.lower()}), {spec.duration:g} s windows"
+    )
+    expected = {name: tuple(p.shape) for name, p in tree_flatten(PyanNet(config).parameters())}
+    mapped = apply_rules(source.tensors, pyannet_rules(config.sample_rate), expected)
+    log(f"mapped {len(source.tensors)} source tensors to {len(mapped)} MLX parameters")
+    with staging_folder(out, force) as staging:
+        manifest = write_model(staging, config, mapped, source, dtype)
+        passed, summary = None, "checks not run"
+        if run_checks:
+            from checks.run import run_checks as run_parity_checks
+
+            log("running parity checks against pyannote.audio")
+            report = run_parity_checks(staging, source, gates or Gates(), log=log)
+            log(report.table())
+            passed, summary = report.passed, report.summary()
+            manifest = Manifest.model_validate_json((staging / "manifest.json").read_text())
+    return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary)

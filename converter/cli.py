@@ -1,0 +1,81 @@
+"""`python -m converter`: build (and fetch sources for) MLX models from pyannote checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from .build import build
+from .errors import ConverterError
+from .recipe import RECIPES_DIR, load_recipes
+from .sources import cached_source, fetch_source
+from .writer import DTYPES
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m converter", description=__doc__)
+    verbs = root.add_subparsers(dest="verb", required=True)
+
+    build_verb = verbs.add_parser("build", help="convert checkpoints to MLX model folders and check them")
+    build_verb.add_argument("--checkpoint", type=Path, help="a pyannote PyanNet checkpoint (default: every recipe)")
+    build_verb.add_argument("--out", type=Path, help="output folder (default: dist/<recipe name>)")
+    build_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR, help="folder of recipes (default: models/)")
+    build_verb.add_argument("--dist", type=Path, default=Path("dist"), help="where recipe builds go (default: dist/)")
+    build_verb.add_argument("--dtype", choices=sorted(DTYPES), help="weights dtype (default: the recipe's, else float32)")
+    build_verb.add_argument("--force", action="store_true", help="replace an existing output folder")
+    build_verb.add_argument("--no-checks", action="store_true", help="skip the parity checks (the model cannot be published)")
+
+    fetch_verb = verbs.add_parser("fetch", help="download every recipe's source checkpoint (pinned by sha256)")
+    fetch_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.verb == "fetch":
+            for recipe in load_recipes(args.recipes):
+                path = fetch_source(recipe, log=log)
+                print(f"{recipe.name}: {path}")
+            return 0
+        return _build(args)
+    except ConverterError as error:
+        log(f"error: {error}")
+        return 2
+    except KeyboardInterrupt:
+        log("error: interrupted; nothing was written")
+        return 130
+
+
+def _build(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        if args.out is None:
+            raise ConverterError("--checkpoint needs --out DIR")
+        jobs = [(args.checkpoint, args.out, args.dtype or "float32", None)]
+    else:
+        if args.out is not None:
+            raise ConverterError("--out needs --checkpoint (recipe builds go to --dist)")
+        jobs = []
+        for recipe in load_recipes(args.recipes):
+            checkpoint = cached_source(recipe)
+            if not checkpoint.is_file():
+                checkpoint = fetch_source(recipe, log=log)
+            jobs.append((checkpoint, args.dist / recipe.name, args.dtype or recipe.dtype, recipe.gates))
+
+    results = [
+        build(checkpoint, out, force=args.force, dtype=dtype, gates=gates, run_checks=not args.no_checks, log=log)
+        for checkpoint, out, dtype, gates in jobs
+    ]
+    for result in results:
+        parameters = sum(math.prod(t.shape) for t in result.manifest.tensors.values())
+        print(
+            f"{result.out}: {len(result.manifest.tensors)} tensors, {parameters:,} parameters, "
+            f"{result.manifest.dtype}, source sha256 {result.manifest.source.sha256[:12]}; checks {result.checks_summary}"
+        )
+    return 0 if all(r.checks_passed is not False for r in results) else 1

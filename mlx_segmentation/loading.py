@@ -1,0 +1,91 @@
+"""Load a converted model folder, verifying every tensor against the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+from pydantic import ValidationError
+
+from .config import ModelConfig
+from .manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_bytes
+from .pyannet import PyanNet, frame_timing
+
+
+class ModelLoadError(Exception):
+    """A model folder that is missing, incomplete, inconsistent or tampered with."""
+
+
+def load(path: str | Path) -> PyanNet:
+    """Load a converted model folder and return the MLX model, ready for inference."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: no such model folder")
+    config = _read_model(folder / CONFIG_FILE, ModelConfig)
+    manifest = _read_model(folder / MANIFEST_FILE, Manifest)
+    expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
+    if config.frames != expected_frames:
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
+
+    weights = _read_weights(folder / WEIGHTS_FILE)
+    verify_tensors(weights, manifest, folder)
+
+    model = PyanNet(config)
+    expected = dict(tree_flatten(model.parameters()))
+    if set(expected) != set(weights):
+        missing = sorted(set(expected) - set(weights))
+        extra = sorted(set(weights) - set(expected))
+        raise ModelLoadError(f"{folder / WEIGHTS_FILE}: missing tensors {missing}, unexpected tensors {extra}")
+    model.load_weights(list(weights.items()), strict=True)
+    model.eval()
+    mx.eval(model.parameters())
+    return model
+
+
+def verify_tensors(weights: dict[str, mx.array], manifest: Manifest, folder: Path) -> None:
+    """Refuse weights whose names, shapes, dtypes or bytes differ from the manifest."""
+    if set(weights) != set(manifest.tensors):
+        raise ModelLoadError(
+            f"{folder / WEIGHTS_FILE}: tensors differ from the manifest "
+            f"(missing {sorted(set(manifest.tensors) - set(weights))}, "
+            f"unexpected {sorted(set(weights) - set(manifest.tensors))})"
+        )
+    for name, array in weights.items():
+        record = manifest.tensors[name]
+        if list(array.shape) != record.shape or str(array.dtype).removeprefix("mlx.core.") != record.dtype:
+            raise ModelLoadError(
+                f"{folder / WEIGHTS_FILE}: tensor {name} is {str(array.dtype)} {list(array.shape)}, "
+                f"the manifest says {record.dtype} {record.shape}"
+            )
+        if tensor_sha256(array) != record.sha256:
+            raise ModelLoadError(f"{folder / WEIGHTS_FILE}: tensor {name} does not match its sha256 in the manifest")
+
+
+def tensor_sha256(array: mx.array) -> str:
+    """sha256 of a tensor's bytes in C order (the bytes model.safetensors stores)."""
+    mx.eval(array)
+    return sha256_bytes(memoryview(array))
+
+
+def _read_model(path: Path, model_type):
+    try:
+        return model_type.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: missing") from None
+    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        first = str(error).splitlines()
+        raise ModelLoadError(f"{path}: invalid {model_type.__name__} ({'; '.join(first[:3])})") from None
+
+
+def _read_weights(path: Path) -> dict[str, mx.array]:
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing")
+    try:
+        weights = mx.load(str(path))
+    except Exception as error:  # mlx raises plain RuntimeError/ValueError on malformed files
+        raise ModelLoadError(f"{path}: truncated or not a safetensors file ({error})") from None
+    if not isinstance(weights, dict):
+        raise ModelLoadError(f"{path}: not a safetensors file")
+    return weights

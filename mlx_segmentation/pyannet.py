@@ -1,0 +1,205 @@
+"""PyanNet in MLX: SincNet > LSTM > feed-forward > classifier, as in pyannote.audio.
+
+Attribute names follow pyannote's state-dict keys (`sincnet.conv1d.1.weight`, `linear.0.bias`,
+`classifier.weight`) so that most tensors map by identity. Layouts are MLX's: convolutions are
+(out, kernel, in) and activations are (batch, time, channels).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import FrameTiming, ModelConfig, Specifications
+
+SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
+SINC_KERNEL = 251
+CONV_CHANNELS = 60
+CONV_KERNEL = 5
+POOL = 3
+LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default
+
+
+def sincnet_layers(stride: int) -> list[tuple[int, int]]:
+    """(kernel, stride) of each SincNet layer in order: conv, pool, conv, pool, conv, pool."""
+    return [(SINC_KERNEL, stride), (POOL, POOL), (CONV_KERNEL, 1), (POOL, POOL), (CONV_KERNEL, 1), (POOL, POOL)]
+
+
+def num_frames(num_samples: int, stride: int) -> int:
+    """Number of output frames for `num_samples` input samples (0 if too short)."""
+    frames = num_samples
+    for kernel, step in sincnet_layers(stride):
+        frames = (frames - kernel) // step + 1
+        if frames < 1:
+            return 0
+    return frames
+
+
+def receptive_field_size(num_frames: int, stride: int) -> int:
+    """Input samples that `num_frames` consecutive output frames depend on."""
+    size = num_frames
+    for kernel, step in reversed(sincnet_layers(stride)):
+        size = kernel + (size - 1) * step
+    return size
+
+
+def receptive_field_center(frame: int, stride: int) -> int:
+    """Input sample at the centre of output frame `frame`'s receptive field."""
+    center = frame
+    for kernel, step in reversed(sincnet_layers(stride)):
+        center = center * step + (kernel - 1) // 2
+    return center
+
+
+def frame_timing(sample_rate: int, stride: int) -> FrameTiming:
+    """Derive frame step, duration and start from the layers, as `Model.receptive_field` does."""
+    size = receptive_field_size(1, stride)
+    step = receptive_field_size(2, stride) - size
+    center = receptive_field_center(0, stride)
+    return FrameTiming(
+        receptive_field_size=size,
+        step_samples=step,
+        center_samples=center,
+        start=(center - (size - 1) / 2) / sample_rate,
+        duration=size / sample_rate,
+        step=step / sample_rate,
+    )
+
+
+class SincNet(nn.Module):
+    """pyannote.audio's SincNet block; the sinc filters are a plain (precomputed) convolution."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.wav_norm1d = nn.InstanceNorm(1, affine=True)
+        self.conv1d = [
+            nn.Conv1d(1, SINC_FILTERS, SINC_KERNEL, stride=stride, bias=False),
+            nn.Conv1d(SINC_FILTERS, CONV_CHANNELS, CONV_KERNEL),
+            nn.Conv1d(CONV_CHANNELS, CONV_CHANNELS, CONV_KERNEL),
+        ]
+        self.pool1d = [nn.MaxPool1d(POOL, stride=POOL) for _ in self.conv1d]
+        self.norm1d = [nn.InstanceNorm(conv.weight.shape[0], affine=True) for conv in self.conv1d]
+
+    def __call__(self, waveforms: mx.array) -> mx.array:
+        """(batch, samples) -> (batch, frames, 60)."""
+        outputs = self.wav_norm1d(waveforms[:, :, None])
+        for c, (conv1d, pool1d, norm1d) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
+            outputs = conv1d(outputs)
+            if c == 0:
+                outputs = mx.abs(outputs)
+            outputs = nn.leaky_relu(norm1d(pool1d(outputs)), negative_slope=LEAKY_SLOPE)
+        return outputs
+
+
+class LSTMLayer(nn.Module):
+    """One LSTM layer, both directions stacked on the first axis (gate order i, f, g, o as in PyTorch).
+
+    `Wx` is (directions, 4 * hidden, input), `Wh` is (directions, 4 * hidden, hidden) and `bias`
+    (directions, 4 * hidden) holds PyTorch's `bias_ih + bias_hh`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_directions: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.Wx = mx.zeros((num_directions, 4 * hidden_size, input_size))
+        self.Wh = mx.zeros((num_directions, 4 * hidden_size, hidden_size))
+        self.bias = mx.zeros((num_directions, 4 * hidden_size))
+
+    def __call__(
+        self, x: mx.array, state: tuple[mx.array, mx.array] | None = None
+    ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+        """(batch, time, input) -> (batch, time, directions * hidden), and the final (h, c).
+
+        `state` and the returned state are (directions, batch, hidden), like PyTorch's (h_n, c_n)
+        for one layer.
+        """
+        num_directions, batch, steps = self.Wx.shape[0], x.shape[0], x.shape[1]
+        # Input projections of every step at once; the reverse direction reads time backwards.
+        projected = x[None] @ self.Wx.transpose(0, 2, 1)[:, None] + self.bias[:, None, None, :]
+        if num_directions == 2:
+            projected = mx.stack([projected[0], projected[1, :, ::-1]])
+        if state is None:
+            h = mx.zeros((num_directions, batch, self.hidden_size), dtype=x.dtype)
+            c = mx.zeros_like(h)
+        else:
+            h, c = state
+        Wh_T = self.Wh.transpose(0, 2, 1)
+        hidden = []
+        for t in range(steps):
+            gates = projected[:, :, t] + h @ Wh_T
+            i, f, g, o = mx.split(gates, 4, axis=-1)
+            c = mx.sigmoid(f) * c + mx.sigmoid(i) * mx.tanh(g)
+            h = mx.sigmoid(o) * mx.tanh(c)
+            hidden.append(h)
+        outputs = mx.stack(hidden, axis=2)  # (directions, batch, time, hidden)
+        if num_directions == 2:
+            outputs = mx.concatenate([outputs[0], outputs[1, :, ::-1]], axis=-1)
+        else:
+            outputs = outputs[0]
+        return outputs, (h, c)
+
+
+class LSTM(nn.Module):
+    """A stack of LSTM layers (pyannote's monolithic and per-layer LSTMs compute the same thing)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool):
+        super().__init__()
+        directions = 2 if bidirectional else 1
+        sizes = [input_size] + [hidden_size * directions] * (num_layers - 1)
+        self.layers = [LSTMLayer(size, hidden_size, directions) for size in sizes]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        for layer in self.layers:
+            x, _ = layer(x)
+        return x
+
+
+class PyanNet(nn.Module):
+    """pyannote.audio's PyanNet. Call it on (batch, samples) at the model's sample rate."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        lstm = config.lstm
+        self.sincnet = SincNet(config.sincnet.stride)
+        self.lstm = LSTM(CONV_CHANNELS, lstm.hidden_size, lstm.num_layers, lstm.bidirectional)
+        features = lstm.hidden_size * (2 if lstm.bidirectional else 1)
+        self.linear = []
+        for _ in range(config.linear.num_layers):
+            self.linear.append(nn.Linear(features, config.linear.hidden_size))
+            features = config.linear.hidden_size
+        self.classifier = nn.Linear(features, config.specifications.num_outputs)
+
+    @property
+    def specifications(self) -> Specifications:
+        return self.config.specifications
+
+    @property
+    def frames(self) -> FrameTiming:
+        return self.config.frames
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_frames(num_samples, self.config.sincnet.stride)
+
+    def activation(self, logits: mx.array) -> mx.array:
+        if self.specifications.activation == "log_softmax":
+            return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        return mx.sigmoid(logits)
+
+    def __call__(self, waveforms: mx.array) -> mx.array:
+        """(batch, samples) or (batch, 1, samples) -> (batch, frames, classes).
+
+        Returns what pyannote's `Model.forward` returns: probabilities for multilabel models,
+        log-probabilities for powerset models.
+        """
+        if waveforms.ndim == 3 and waveforms.shape[1] == self.config.num_channels == 1:
+            waveforms = waveforms[:, 0]
+        if waveforms.ndim != 2:
+            raise ValueError(f"expected waveforms shaped (batch, samples), got {tuple(waveforms.shape)}")
+        if self.num_frames(waveforms.shape[1]) < 1:
+            shortest = receptive_field_size(1, self.config.sincnet.stride)
+            raise ValueError(f"{waveforms.shape[1]} samples is too short: the model needs at least {shortest}")
+        outputs = self.lstm(self.sincnet(waveforms))
+        for linear in self.linear:
+            outputs = nn.leaky_relu(linear(outputs), negative_slope=LEAKY_SLOPE)
+        return self.activation(self.classifier(outputs))
