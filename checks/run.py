@@ -25,7 +25,7 @@ class ChecksError(Exception):
     """The checks could not run (as opposed to: they ran and failed)."""
 
 
-def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, log=print) -> CheckReport:
+def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str | None = None, log=print) -> CheckReport:
     """Compare the MLX model in `folder` with pyannote.audio on real speech; write checks.json."""
     manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
     if manifest.source.sha256 != source.sha256:
@@ -54,7 +54,7 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, log=print) 
     report = CheckReport(
         passed=all(c.passed for c in comparisons),
         created=datetime.now(timezone.utc),
-        model_folder=str(folder),
+        model_folder=label or str(folder),
         source_sha256=source.sha256,
         weights_sha256=sha256_file(folder / manifest.weights_file),
         versions=environment_versions(),

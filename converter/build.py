@@ -57,7 +57,7 @@ def build(
             from checks.run import run_checks as run_parity_checks
 
             log("running parity checks against pyannote.audio")
-            report = run_parity_checks(staging, source, gates or Gates(), log=log)
+            report = run_parity_checks(staging, source, gates or Gates(), label=str(out), log=log)
             log(report.table())
             passed, summary = report.passed, report.summary()
             manifest = Manifest.model_validate_json((staging / "manifest.json").read_text())

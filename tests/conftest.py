@@ -1,0 +1,45 @@
+"""Shared fixtures: the real 2022 checkpoint, checkpoints made with pyannote.audio's classes, builds."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from converter.build import build
+from converter.recipe import load_recipes
+from converter.sources import fetch_source
+
+warnings.filterwarnings("ignore", message=".*torchcodec.*")
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint() -> Path:
+    """pyannote/segmentation (2022), pinned by sha256 in models/segmentation.toml."""
+    (recipe,) = [r for r in load_recipes() if r.name == "segmentation"]
+    return fetch_source(recipe)
+
+
+@pytest.fixture(scope="session")
+def fixture_checkpoints(tmp_path_factory, real_checkpoint) -> dict[str, Path]:
+    from make_fixtures import FIXTURES, make_fixture
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {name: make_fixture(name, folder / f"{name}.ckpt", trained=real_checkpoint) for name in FIXTURES}
+
+
+@pytest.fixture(scope="session")
+def checkpoints(real_checkpoint, fixture_checkpoints) -> dict[str, Path]:
+    """Every convertible checkpoint, by name."""
+    return {"segmentation-2022": real_checkpoint, **{k: v for k, v in fixture_checkpoints.items() if k != "not-pyannet"}}
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, checkpoints) -> dict[str, Path]:
+    """Each checkpoint converted without the build's own checks (the tests check independently)."""
+    folder = tmp_path_factory.mktemp("converted")
+    return {
+        name: build(path, folder / name, run_checks=False, log=lambda message: None).out
+        for name, path in checkpoints.items()
+    }

@@ -1,0 +1,149 @@
+"""`python -m converter build`: outputs, bad input (one line, non-zero exit, nothing left behind)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converter import build as build_module
+from converter.build import build
+
+
+def converter(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "converter", *args], capture_output=True, text=True)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_default_build_converts_and_checks_every_recipe(tmp_path):
+    result = converter("build", "--dist", str(tmp_path / "dist"))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "dist" / "segmentation"
+    assert leftovers(tmp_path / "dist") == ["segmentation"]
+    assert leftovers(out) == ["checks.json", "config.json", "manifest.json", "model.safetensors"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["checks"]["passed"] is True
+    assert manifest["source"]["sha256"] == "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea"
+    assert manifest["sincnet_filters"] == "precomputed"
+    assert "reading" in result.stderr and "running parity checks" in result.stderr
+    assert "dist/segmentation: 31 tensors" in result.stdout and "checks passed" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["frames"]["step_samples"] == 270 and config["frames"]["receptive_field_size"] == 991
+
+
+def test_manifest_records_every_tensor(fixture_checkpoints, tmp_path):
+    result = build(fixture_checkpoints["per-layer"], tmp_path / "m", run_checks=False, log=lambda m: None)
+    manifest = result.manifest
+    assert manifest.source.file_name == "per-layer.ckpt"
+    assert manifest.source.versions["pyannote.audio"] == "4.0.7"
+    record = manifest.tensors["lstm.layers.0.Wx"]
+    assert record.source_keys == ["lstm.0.weight_ih_l0", "lstm.0.weight_ih_l0_reverse"]
+    assert (record.rule, record.transform, record.shape, record.dtype) == ("lstm-input-weights", "lstm_stack_directions", [2, 256, 60], "float32")
+    assert manifest.tensors["sincnet.conv1d.0.weight"].source_keys == [
+        "sincnet.conv1d.0.filterbank.low_hz_", "sincnet.conv1d.0.filterbank.band_hz_",
+        "sincnet.conv1d.0.filterbank.window_", "sincnet.conv1d.0.filterbank.n_",
+    ]
+
+
+def test_existing_output_needs_force(fixture_checkpoints, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = converter("build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks")
+    assert_one_line_error(result, "already exists", "--force")
+    assert leftovers(out) == ["keep.txt"]
+    result = converter("build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks", "--force")
+    assert result.returncode == 0, result.stderr
+    assert leftovers(out) == ["config.json", "manifest.json", "model.safetensors"]
+    assert leftovers(tmp_path) == ["out"]
+
+
+def _save_variant(source: Path, path: Path, change) -> Path:
+    checkpoint = torch.load(source, weights_only=False)  # our own trusted fixture
+    change(checkpoint["state_dict"])
+    torch.save(checkpoint, path)
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _nan(state):
+    state["linear.0.weight"][0, 0] = float("nan")
+
+
+BAD_INPUTS = {
+    "not a checkpoint": (lambda src, path: _write(path, b"not a model"), ["not a PyTorch checkpoint"]),
+    "truncated": (lambda src, path: _write(path, src.read_bytes()[: src.stat().st_size // 2]), ["truncated"]),
+    "missing tensor": (lambda src, path: _save_variant(src, path, lambda s: s.pop("lstm.0.bias_hh_l0")), ["needs missing [lstm.0.bias_hh_l0]"]),
+    "extra tensor": (lambda src, path: _save_variant(src, path, lambda s: s.update(extra=torch.zeros(2))), ["unused source tensors [extra]"]),
+    "misshapen tensor": (lambda src, path: _save_variant(src, path, lambda s: s.update({"classifier.bias": torch.zeros(5)})), ["classifier.bias", "shape (5,)"]),
+    "NaN weights": (lambda src, path: _save_variant(src, path, _nan), ["NaN or Inf", "linear.0.weight"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_checkpoints_give_one_line_and_leave_nothing(case, fixture_checkpoints, tmp_path):
+    make, fragments = BAD_INPUTS[case]
+    bad = make(fixture_checkpoints["per-layer"], tmp_path / "bad.ckpt")
+    result = converter("build", "--checkpoint", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, *fragments)
+    assert leftovers(tmp_path) == ["bad.ckpt"]
+
+
+def test_forbidden_global_is_named(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "f": np.load}, path)
+    result = converter("build", "--checkpoint", str(path), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "forbidden pickle global 'numpy.load'")
+    assert leftovers(tmp_path) == ["evil.ckpt"]
+
+
+def test_other_architecture_is_refused(fixture_checkpoints, tmp_path):
+    result = converter("build", "--checkpoint", str(fixture_checkpoints["not-pyannet"]), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "SimpleSegmentationModel is not PyanNet")
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_checkpoint_file(tmp_path):
+    result = converter("build", "--checkpoint", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "no such file")
+
+
+def test_crash_halfway_leaves_nothing(fixture_checkpoints, tmp_path, monkeypatch):
+    def crash(folder, *args, **kwargs):
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(build_module, "write_model", crash)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        build(fixture_checkpoints["per-layer"], tmp_path / "out", run_checks=False, log=lambda m: None)
+    assert leftovers(tmp_path) == []
+
+
+def test_crash_during_forced_rebuild_keeps_the_old_folder(fixture_checkpoints, tmp_path, monkeypatch):
+    out = build(fixture_checkpoints["per-layer"], tmp_path / "out", run_checks=False, log=lambda m: None).out
+    before = (out / "manifest.json").read_text()
+    monkeypatch.setattr(build_module, "write_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        build(fixture_checkpoints["per-layer"], out, force=True, run_checks=False, log=lambda m: None)
+    assert (out / "manifest.json").read_text() == before
+    assert leftovers(tmp_path) == ["out"]
