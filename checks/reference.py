@@ -17,6 +17,24 @@ from converter.reader import SourceCheckpoint
 from mlx_segmentation.config import ModelConfig
 
 
+def reference_model(source: SourceCheckpoint, config: ModelConfig) -> tuple[torch.nn.Module, str]:
+    """Genuine pyannote.audio when installed, else our torch PyanNet (tests prove the two equal)."""
+    try:
+        import pyannote.audio  # noqa: F401
+    except ImportError:
+        return own_torch_model(source, config), "checks.torch_pyannet (pyannote.audio not installed)"
+    return pyannote_model(source, config), "pyannote.audio"
+
+
+def own_torch_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Module:
+    """Our torch PyanNet with the checkpoint's weights, in eval mode, float32."""
+    from .torch_pyannet import TorchPyanNet
+
+    model = TorchPyanNet(config)
+    model.load_state_dict(_state_dict(source), strict=True)
+    return model.eval()
+
+
 def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Module:
     """pyannote.audio's PyanNet with the checkpoint's weights, in eval mode, float32."""
     from pyannote.audio.core.task import Problem, Resolution, Specifications
@@ -42,8 +60,12 @@ def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Mo
         permutation_invariant=spec.permutation_invariant,
     )
     model.build()
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in source.tensors.items()}, strict=True)
+    model.load_state_dict(_state_dict(source), strict=True)
     return model.eval()
+
+
+def _state_dict(source: SourceCheckpoint) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.array(value)) for key, value in source.tensors.items()}
 
 
 def as_float64(model: torch.nn.Module) -> torch.nn.Module:

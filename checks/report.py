@@ -4,45 +4,77 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import BaseModel
 
-from .parity import OutputComparison
+from converter.recipe import Gates
+
+from .metrics import FullModelCheck, Metrics
+
+
+class Drift(BaseModel):
+    """How far this model's probabilities and decisions are from the float32 reference's, on real speech."""
+
+    max_abs_probability: float
+    mean_abs_probability: float
+    decision_agreement: float  # fraction of all frame decisions equal to float32's
 
 
 class CheckReport(BaseModel):
     passed: bool
+    first_failure: str | None  # the first failing component in forward order, if any check failed
     created: datetime
     model_folder: str
+    dtype: str
     source_sha256: str
     weights_sha256: str
-    versions: dict[str, str]  # mlx, torch, pyannote.audio, numpy, python
+    reference: str  # which PyTorch model the checks compared against
+    gates: Gates
+    versions: dict[str, str]  # python, mlx, numpy, torch, pyannote.audio
     platform: str
-    full_model: list[OutputComparison]
+    components: list[Metrics]
+    full_model: list[FullModelCheck]
+    drift_vs_float32: Drift
 
     def summary(self) -> str:
-        failed = [c.input for c in self.full_model if not c.passed]
-        worst = max(self.full_model, key=lambda c: c.max_abs_vs_float64 / c.tolerance)
-        status = "passed" if self.passed else f"FAILED on {', '.join(failed)}"
+        worst = max(self.full_model, key=lambda c: c.output.max_abs_vs_float64 / c.output.tolerance)
+        status = "passed" if self.passed else f"FAILED (first failure: {self.first_failure})"
         return (
-            f"{status}: {len(self.full_model)} full-model checks; worst max|MLX-float64| "
-            f"{worst.max_abs_vs_float64:.2e} on {worst.input} (pyannote float32 error there {worst.reference_float32_error:.2e})"
+            f"{status}: {len(self.components)} component and {len(self.full_model)} full-model checks, {self.dtype}; "
+            f"worst max|MLX-float64| {worst.output.max_abs_vs_float64:.2e} on {worst.input} "
+            f"(reference float32 error there {worst.output.reference_float32_error:.2e}); "
+            f"decisions equal to float32's: {100 * self.drift_vs_float32.decision_agreement:.3f}%"
         )
 
     def table(self) -> str:
-        header = f"{'input':<24} {'frames':>6} {'|mlx-f64|':>10} {'e(f32)':>10} {'gate':>10} {'pearson':>12} {'excl':>5} {'diff':>5}  ok"
-        rows = [
-            f"{c.input:<24} {c.frames:>6} {c.max_abs_vs_float64:>10.2e} {c.reference_float32_error:>10.2e} "
-            f"{c.tolerance:>10.2e} {c.pearson:>12.9f} {c.decisions_excluded:>5} {c.decision_mismatches:>5}  "
-            f"{'yes' if c.passed else 'NO'}"
-            for c in self.full_model
-        ]
-        return "\n".join([header, *rows])
+        head = f"{'check':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'gate':>9} {'pearson':>11}"
+        lines = [f"{head} {'':>12}  ok"]
+        for c in self.components:
+            lines.append(f"{c.name:<38} {_row(c)} {'':>12}  {_ok(c.passed)}")
+        lines.append(f"{'full model':<38} {'':>9} {'':>9} {'':>9} {'':>11} {'excl/diff':>12}")
+        for check in self.full_model:
+            d = check.decisions
+            lines.append(f"{check.input:<38} {_row(check.output)} {f'{d.excluded}/{d.mismatches}':>12}  {_ok(check.passed)}")
+        drift = self.drift_vs_float32
+        lines.append(
+            f"drift vs float32 reference on real speech: max |dp| {drift.max_abs_probability:.2e}, mean {drift.mean_abs_probability:.2e}, "
+            f"decisions equal {100 * drift.decision_agreement:.3f}%"
+        )
+        if self.first_failure:
+            lines.append(f"first failing component: {self.first_failure}")
+        return "\n".join(lines)
+
+
+def _row(m: Metrics) -> str:
+    return f"{m.max_abs_vs_float64:>9.2e} {m.reference_float32_error:>9.2e} {m.tolerance:>9.2e} {m.pearson:>11.8f}"
+
+
+def _ok(passed: bool) -> str:
+    return "yes" if passed else "NO"
 
 
 def environment_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     versions = {"python": platform.python_version()}
     for package in ("mlx", "numpy", "torch", "pyannote.audio"):
         try:

@@ -13,7 +13,8 @@ from mlx_segmentation.pyannet import PyanNet
 from .architecture import model_config
 from .engine import apply_rules
 from .reader import read_checkpoint
-from .recipe import Gates
+from .errors import ConverterError
+from .recipe import Gates, default_gates
 from .rules.pyannet import pyannet_rules
 from .writer import refuse_existing, staging_folder, write_model
 
@@ -24,6 +25,7 @@ class BuildResult:
     manifest: Manifest
     checks_passed: bool | None  # None: checks not run
     checks_summary: str
+    checks_table: str = ""
 
 
 def build(
@@ -37,6 +39,9 @@ def build(
     log=print,
 ) -> BuildResult:
     refuse_existing(out, force)
+    if run_checks:
+        gates = gates or default_gates(dtype)
+        _require_reference()
     log(f"reading {checkpoint}")
     source = read_checkpoint(checkpoint)
     config = model_config(source)
@@ -52,13 +57,19 @@ def build(
     log(f"mapped {len(source.tensors)} source tensors to {len(mapped)} MLX parameters")
     with staging_folder(out, force) as staging:
         manifest = write_model(staging, config, mapped, source, dtype)
-        passed, summary = None, "checks not run"
+        passed, summary, table = None, "not run", ""
         if run_checks:
             from checks.run import run_checks as run_parity_checks
 
-            log("running parity checks against pyannote.audio")
-            report = run_parity_checks(staging, source, gates or Gates(), label=str(out), log=log)
-            log(report.table())
-            passed, summary = report.passed, report.summary()
+            log("running parity checks")
+            report = run_parity_checks(staging, source, gates, label=str(out), log=log)
+            passed, summary, table = report.passed, report.summary(), report.table()
             manifest = Manifest.model_validate_json((staging / "manifest.json").read_text())
-    return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary)
+    return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary, checks_table=table)
+
+
+def _require_reference() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConverterError("the parity checks need torch: pip install 'mlx-segmentation[reference]', or pass --no-checks") from None

@@ -66,13 +66,16 @@ def _build(args: argparse.Namespace) -> int:
             checkpoint = cached_source(recipe)
             if not checkpoint.is_file():
                 checkpoint = fetch_source(recipe, log=log)
-            jobs.append((checkpoint, args.dist / recipe.name, args.dtype or recipe.dtype, recipe.gates))
+            dtype = args.dtype or recipe.dtype
+            jobs.append((checkpoint, args.dist / recipe.name, dtype, recipe.gates.get(dtype)))
 
     results = [
         build(checkpoint, out, force=args.force, dtype=dtype, gates=gates, run_checks=not args.no_checks, log=log)
         for checkpoint, out, dtype, gates in jobs
     ]
     for result in results:
+        if result.checks_table:
+            print(f"{result.out}\n{result.checks_table}")
         parameters = sum(math.prod(t.shape) for t in result.manifest.tensors.values())
         print(
             f"{result.out}: {len(result.manifest.tensors)} tensors, {parameters:,} parameters, "

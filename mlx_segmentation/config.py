@@ -90,6 +90,7 @@ class FrameTiming(BaseModel):
     start: float  # seconds: start of frame 0's receptive field
     duration: float  # seconds: receptive_field_size / sample_rate
     step: float  # seconds: step_samples / sample_rate
+    min_num_samples: int  # the shortest input the model accepts (two output frames)
 
 
 class ModelConfig(BaseModel):

@@ -18,6 +18,7 @@ CONV_CHANNELS = 60
 CONV_KERNEL = 5
 POOL = 3
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default
+MIN_FRAMES = 2  # instance norm needs more than one frame: torch refuses one, pyannote's min_num_frames
 
 
 def sincnet_layers(stride: int) -> list[tuple[int, int]]:
@@ -51,6 +52,11 @@ def receptive_field_center(frame: int, stride: int) -> int:
     return center
 
 
+def min_num_samples(stride: int) -> int:
+    """The shortest input the model accepts: the one that gives MIN_FRAMES output frames."""
+    return receptive_field_size(MIN_FRAMES, stride)
+
+
 def frame_timing(sample_rate: int, stride: int) -> FrameTiming:
     """Derive frame step, duration and start from the layers, as `Model.receptive_field` does."""
     size = receptive_field_size(1, stride)
@@ -63,7 +69,46 @@ def frame_timing(sample_rate: int, stride: int) -> FrameTiming:
         start=(center - (size - 1) / 2) / sample_rate,
         duration=size / sample_rate,
         step=step / sample_rate,
+        min_num_samples=min_num_samples(stride),
     )
+
+
+def mean_over_time(x: mx.array, block: int = 256) -> mx.array:
+    """Mean over axis 1 of (batch, time, channels), summed in blocks to keep float32 rounding small.
+
+    A plain float32 sum over tens of thousands of samples drifts by many ulps; instance norm then
+    multiplies that drift by up to 1 / sqrt(eps) ~ 316 on near-constant channels (silence).
+    """
+    batch, steps, channels = x.shape
+    if steps <= block:
+        return mx.mean(x, axis=1, keepdims=True)
+    padded = mx.pad(x, [(0, 0), (0, -steps % block), (0, 0)])
+    partial = padded.reshape(batch, -1, block, channels).sum(axis=2)
+    return partial.sum(axis=1, keepdims=True) / steps
+
+
+class InstanceNorm(nn.Module):
+    """torch's InstanceNorm1d(affine=True) on (batch, time, channels): biased variance, eps 1e-5.
+
+    The statistics are taken around each channel's first value, in two passes with blocked sums, so
+    that a constant channel (digital silence) normalises to exactly zero as in float64, and long
+    inputs keep PyTorch's precision; mx.fast.layer_norm (behind nn.InstanceNorm) does neither.
+    """
+
+    def __init__(self, dims: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = mx.ones((dims,))
+        self.bias = mx.zeros((dims,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        # Statistics in float32: squares of SincNet activations overflow float16.
+        dtype = x.dtype
+        x = x.astype(mx.float32)
+        shifted = x - x[:, :1]
+        centred = shifted - mean_over_time(shifted)
+        variance = mean_over_time(mx.square(centred))
+        return (self.weight * (centred * mx.rsqrt(variance + self.eps)) + self.bias).astype(dtype)
 
 
 class SincNet(nn.Module):
@@ -71,23 +116,27 @@ class SincNet(nn.Module):
 
     def __init__(self, stride: int):
         super().__init__()
-        self.wav_norm1d = nn.InstanceNorm(1, affine=True)
+        self.wav_norm1d = InstanceNorm(1)
         self.conv1d = [
             nn.Conv1d(1, SINC_FILTERS, SINC_KERNEL, stride=stride, bias=False),
             nn.Conv1d(SINC_FILTERS, CONV_CHANNELS, CONV_KERNEL),
             nn.Conv1d(CONV_CHANNELS, CONV_CHANNELS, CONV_KERNEL),
         ]
         self.pool1d = [nn.MaxPool1d(POOL, stride=POOL) for _ in self.conv1d]
-        self.norm1d = [nn.InstanceNorm(conv.weight.shape[0], affine=True) for conv in self.conv1d]
+        self.norm1d = [InstanceNorm(conv.weight.shape[0]) for conv in self.conv1d]
+
+    def stage(self, c: int, inputs: mx.array) -> mx.array:
+        """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU."""
+        outputs = self.conv1d[c](inputs)
+        if c == 0:
+            outputs = mx.abs(outputs)
+        return nn.leaky_relu(self.norm1d[c](self.pool1d[c](outputs)), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array) -> mx.array:
         """(batch, samples) -> (batch, frames, 60)."""
         outputs = self.wav_norm1d(waveforms[:, :, None])
-        for c, (conv1d, pool1d, norm1d) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
-            outputs = conv1d(outputs)
-            if c == 0:
-                outputs = mx.abs(outputs)
-            outputs = nn.leaky_relu(norm1d(pool1d(outputs)), negative_slope=LEAKY_SLOPE)
+        for c in range(len(self.conv1d)):
+            outputs = self.stage(c, outputs)
         return outputs
 
 
@@ -154,6 +203,11 @@ class LSTM(nn.Module):
         return x
 
 
+def linear_activation(x: mx.array) -> mx.array:
+    """After each feed-forward layer: LeakyReLU, as pyannote's PyanNet.forward (not ReLU)."""
+    return nn.leaky_relu(x, negative_slope=LEAKY_SLOPE)
+
+
 class PyanNet(nn.Module):
     """pyannote.audio's PyanNet. Call it on (batch, samples) at the model's sample rate."""
 
@@ -190,16 +244,17 @@ class PyanNet(nn.Module):
         """(batch, samples) or (batch, 1, samples) -> (batch, frames, classes).
 
         Returns what pyannote's `Model.forward` returns: probabilities for multilabel models,
-        log-probabilities for powerset models.
+        log-probabilities for powerset models. It computes in the weights' dtype.
         """
         if waveforms.ndim == 3 and waveforms.shape[1] == self.config.num_channels == 1:
             waveforms = waveforms[:, 0]
         if waveforms.ndim != 2:
             raise ValueError(f"expected waveforms shaped (batch, samples), got {tuple(waveforms.shape)}")
-        if self.num_frames(waveforms.shape[1]) < 1:
-            shortest = receptive_field_size(1, self.config.sincnet.stride)
-            raise ValueError(f"{waveforms.shape[1]} samples is too short: the model needs at least {shortest}")
-        outputs = self.lstm(self.sincnet(waveforms))
+        if waveforms.shape[1] < self.frames.min_num_samples:
+            raise ValueError(
+                f"{waveforms.shape[1]} samples is too short: the model needs at least {self.frames.min_num_samples}"
+            )
+        outputs = self.lstm(self.sincnet(waveforms.astype(self.classifier.weight.dtype)))
         for linear in self.linear:
-            outputs = nn.leaky_relu(linear(outputs), negative_slope=LEAKY_SLOPE)
+            outputs = linear_activation(linear(outputs))
         return self.activation(self.classifier(outputs))

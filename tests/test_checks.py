@@ -1,0 +1,144 @@
+"""The automatic checks: the report, its gates, localisation of broken rules, failing builds, dtypes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from checks.report import CheckReport
+from converter.build import build
+from converter.recipe import load_recipes
+from converter.rules import pyannet as pyannet_rules
+from mlx_segmentation import pyannet
+from mlx_segmentation.manifest import Manifest, sha256_file
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def checked(real_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("checked") / "segmentation"
+    result = build(real_checkpoint, out, log=quiet)
+    return result, CheckReport.model_validate_json((out / "checks.json").read_text())
+
+
+def test_report_covers_every_component_and_signal(checked):
+    result, report = checked
+    assert result.checks_passed and report.passed and report.first_failure is None
+    names = [c.name for c in report.components]
+    assert names[:5] == ["sincnet.wav_norm1d", "sincnet.filters", "sincnet.stage0", "sincnet.stage1", "sincnet.stage2"]
+    for k in range(4):
+        for direction in ("forward", "reverse"):
+            assert f"lstm.layers.{k}.{direction}" in names and f"lstm.layers.{k}.{direction} (non-zero state)" in names
+    assert names[-4:] == ["linear.0", "linear.1", "classifier", "activation"]
+    inputs = [c.input for c in report.full_model]
+    assert inputs == [f"speech[{i}]" for i in range(6)] + ["silence", "near-silence", "white-noise", "clipped", "shortest", "mixed-batch"]
+    assert report.full_model[inputs.index("shortest")].output.shape == [1, 2, 3]
+    assert report.full_model[-1].output.shape == [5, 293, 3]
+    assert report.reference == "pyannote.audio"
+    assert report.versions["pyannote.audio"] == "4.0.7" and report.versions["mlx"]
+    assert report.drift_vs_float32.decision_agreement == 1.0
+
+
+def test_gates_hold_with_the_documented_formula(checked):
+    _, report = checked
+    for check in report.full_model:
+        o = check.output
+        assert o.tolerance == max(2 * o.reference_float32_error, 1e-5)
+        assert o.max_abs_vs_float64 <= o.tolerance
+        assert check.decisions.mismatches == 0
+    speech = [c for c in report.full_model if c.input.startswith("speech")]
+    assert all(c.output.pearson >= 0.99999 for c in speech)
+
+
+def test_manifest_summary_is_tied_to_the_checked_weights(checked):
+    result, report = checked
+    manifest = Manifest.model_validate_json((result.out / "manifest.json").read_text())
+    assert manifest.checks.passed
+    assert manifest.checks.weights_sha256 == report.weights_sha256 == sha256_file(result.out / "model.safetensors")
+
+
+def _permute_gates(array: np.ndarray) -> np.ndarray:
+    """Swap the input and forget gates (i, f, g, o -> f, i, g, o) along the 4 * hidden axis."""
+    i, f, g, o = np.split(array, 4, axis=1)
+    return np.concatenate([f, i, g, o], axis=1)
+
+
+BUGS = {
+    "drop LSTM bias fusion": (
+        "lstm.layers.0.forward",
+        lambda mp: mp.setattr(pyannet_rules, "lstm_fuse_biases", lambda ih, hh, ih_r, hh_r: np.stack([ih, ih_r])),
+    ),
+    "swap two LSTM gates": (
+        "lstm.layers.0.forward",
+        lambda mp: (
+            mp.setattr(pyannet_rules, "lstm_stack_directions", lambda f, r: _permute_gates(np.stack([f, r]))),
+            mp.setattr(pyannet_rules, "lstm_fuse_biases", lambda a, b, c, d: _permute_gates(np.stack([a + b, c + d])[..., None])[..., 0]),
+        ),
+    ),
+    "ReLU instead of LeakyReLU": ("linear.0", lambda mp: mp.setattr(pyannet, "linear_activation", nn.relu)),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_a_broken_rule_is_localised(bug, real_checkpoint, tmp_path, monkeypatch):
+    expected, inject = BUGS[bug]
+    inject(monkeypatch)
+    result = build(real_checkpoint, tmp_path / "broken", log=quiet)
+    report = CheckReport.model_validate_json((tmp_path / "broken" / "checks.json").read_text())
+    assert result.checks_passed is False and not report.passed
+    assert report.first_failure == expected
+    assert not any(c.passed for c in report.full_model if c.input.startswith("speech"))
+    manifest = json.loads((tmp_path / "broken" / "manifest.json").read_text())
+    assert manifest["checks"]["passed"] is False
+
+
+def test_checks_cli_passes_a_good_folder(checked, real_checkpoint):
+    result, _ = checked
+    run = subprocess.run([sys.executable, "-m", "checks", str(result.out), "--checkpoint", str(real_checkpoint)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "sincnet.stage0" in run.stdout and "mixed-batch" in run.stdout and "passed" in run.stdout.splitlines()[-1]
+
+
+def test_checks_cli_refuses_a_different_checkpoint(checked, fixture_checkpoints):
+    result, _ = checked
+    run = subprocess.run([sys.executable, "-m", "checks", str(result.out), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1
+    assert "was converted from a checkpoint with sha256 0b5b3216d60a" in errors[0]
+
+
+def test_failing_build_exits_non_zero_and_is_marked_failed(real_checkpoint, tmp_path):
+    script = (
+        "import sys, mlx.nn as nn\n"
+        "from mlx_segmentation import pyannet\n"
+        "pyannet.linear_activation = nn.relu\n"
+        "from converter.cli import main\n"
+        f"sys.exit(main(['build', '--checkpoint', {str(real_checkpoint)!r}, '--out', {str(tmp_path / 'out')!r}]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert "first failing component: linear.0" in run.stdout
+    assert "FAILED (first failure: linear.0)" in run.stdout
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["checks"]["passed"] is False
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_builds_report_their_drift(dtype, real_checkpoint, tmp_path):
+    (recipe,) = load_recipes()
+    result = build(real_checkpoint, tmp_path / dtype, dtype=dtype, gates=recipe.gates[dtype], log=quiet)
+    report = CheckReport.model_validate_json((tmp_path / dtype / "checks.json").read_text())
+    assert report.dtype == dtype and result.manifest.dtype == dtype
+    assert report.gates == recipe.gates[dtype]
+    drift = report.drift_vs_float32
+    print(f"{dtype}: max |dp| {drift.max_abs_probability:.3f}, decisions equal {100 * drift.decision_agreement:.2f}%, passed {report.passed}")
+    assert 0 < drift.max_abs_probability < 1 and 0.5 < drift.decision_agreement < 1
+    assert result.checks_passed == report.passed
+    assert json.loads((tmp_path / dtype / "manifest.json").read_text())["checks"]["passed"] == report.passed
