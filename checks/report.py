@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from converter.recipe import Gates
 
 from .metrics import FullModelCheck, Metrics
+from .pipeline import PipelineCheck
 
 
 class Drift(BaseModel):
@@ -35,13 +36,15 @@ class CheckReport(BaseModel):
     platform: str
     components: list[Metrics]
     full_model: list[FullModelCheck]
+    pipeline: list[PipelineCheck]
     drift_vs_float32: Drift
 
     def summary(self) -> str:
         worst = max(self.full_model, key=lambda c: c.output.max_abs_vs_float64 / c.output.tolerance)
         status = "passed" if self.passed else f"FAILED (first failure: {self.first_failure})"
         return (
-            f"{status}: {len(self.components)} component and {len(self.full_model)} full-model checks, {self.dtype}; "
+            f"{status}: {len(self.components)} component, {len(self.full_model)} full-model and "
+            f"{len(self.pipeline)} pipeline checks, {self.dtype}; "
             f"worst max|MLX-float64| {worst.output.max_abs_vs_float64:.2e} on {worst.input} "
             f"(reference float32 error there {worst.output.reference_float32_error:.2e}); "
             f"decisions equal to float32's: {100 * self.drift_vs_float32.decision_agreement:.3f}%"
@@ -56,6 +59,14 @@ class CheckReport(BaseModel):
         for check in self.full_model:
             d = check.decisions
             lines.append(f"{check.input:<38} {_row(check.output)} {f'{d.excluded}/{d.mismatches}':>12}  {_ok(check.passed)}")
+        for p in self.pipeline:
+            truth = "" if p.detection_error_vs_truth is None else (
+                f", vs {p.recording}.rttm: ours {100 * p.detection_error_vs_truth:.2f}% pyannote {100 * p.reference_detection_error_vs_truth:.2f}%"
+            )
+            lines.append(
+                f"pipeline {p.recording} ({p.duration:.0f} s): scores max |diff| {p.max_abs_score_diff:.2e}, detection error vs "
+                f"pyannote {100 * p.detection_error_vs_pyannote:.2f}%, regions {p.regions}/{p.reference_regions}{truth}  {_ok(p.passed)}"
+            )
         drift = self.drift_vs_float32
         lines.append(
             f"drift vs float32 reference on real speech: max |dp| {drift.max_abs_probability:.2e}, mean {drift.mean_abs_probability:.2e}, "

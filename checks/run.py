@@ -14,12 +14,14 @@ from converter.architecture import model_config
 from converter.errors import ConverterError
 from converter.reader import SourceCheckpoint
 from converter.recipe import Gates
+from mlx_segmentation.binarize import default_speech_params
 from mlx_segmentation.manifest import CHECKS_FILE, MANIFEST_FILE, ChecksSummary, Manifest, sha256_file
 
 from . import reference
-from .audio import speech_chunks
+from .audio import read_mono, sample_wav, speech_chunks
 from .components import component_outputs
 from .metrics import compare, decide, full_model_check, probabilities
+from .pipeline import pipeline_check
 from .report import CheckReport, Drift, environment_versions
 from .signals import full_model_signals
 
@@ -62,8 +64,14 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
         if signal.name.startswith("speech"):
             drift_parts.append((ours, out32))
 
+    log("pipeline check: speech detection on sample.wav against pyannote's VoiceActivityDetection")
+    waveform, _ = read_mono(sample_wav())
+    pipeline = [
+        pipeline_check(model, ref32, waveform, "sample", default_speech_params(spec), sample_wav().with_suffix(".rttm"))
+    ]
+
     first_failure = next((c.name for c in components if not c.passed), None)
-    passed = all(c.passed for c in components) and all(c.passed for c in full_model)
+    passed = all(c.passed for c in components + full_model + pipeline)
     if not passed and first_failure is None:
         first_failure = "none of the components alone (the full model fails)"
     report = CheckReport(
@@ -80,6 +88,7 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
         platform=platform.platform(),
         components=components,
         full_model=full_model,
+        pipeline=pipeline,
         drift_vs_float32=_drift(drift_parts, spec),
     )
     (folder / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")

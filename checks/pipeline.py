@@ -1,0 +1,103 @@
+"""Pipeline parity: our whole-recording speech detection against pyannote.audio's VoiceActivityDetection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from mlx_segmentation.binarize import BinarizeParams
+from mlx_segmentation.pyannet import PyanNet
+from mlx_segmentation.speech import detect_speech
+from mlx_segmentation.timeline import Region
+
+# Gates of the whole-recording issue.
+MAX_SCORE_DIFF = 2e-3  # the reference's own float32 rounding reaches 1.6e-3 on some inputs
+MAX_DETECTION_ERROR = 0.005
+
+
+class PipelineCheck(BaseModel):
+    recording: str
+    duration: float  # seconds
+    params: BinarizeParams
+    frames: int
+    max_abs_score_diff: float  # aggregated speech scores, ours against pyannote's
+    detection_error_vs_pyannote: float  # pyannote.metrics DetectionErrorRate, pyannote's regions as reference
+    regions: int
+    reference_regions: int
+    detection_error_vs_truth: float | None = None  # ours against the recording's RTTM, when it has one
+    reference_detection_error_vs_truth: float | None = None  # pyannote's against the same RTTM
+    passed: bool
+
+
+def annotation(regions: list[Region], uri: str):
+    from pyannote.core import Annotation, Segment
+
+    result = Annotation(uri=uri)
+    for region in regions:
+        result[Segment(region.start, region.end)] = "SPEECH"
+    return result
+
+
+def speech_truth(rttm: Path):
+    """All speakers of an RTTM file, merged into one SPEECH label."""
+    from pyannote.database.util import load_rttm
+
+    (truth,) = load_rttm(str(rttm)).values()
+    return truth.rename_labels({label: "SPEECH" for label in truth.labels()})
+
+
+def pyannote_speech(reference_model: torch.nn.Module, waveform: np.ndarray, sample_rate: int, params: BinarizeParams, uri: str):
+    """pyannote.audio's VoiceActivityDetection on an in-memory waveform: (aggregated scores, regions)."""
+    from pyannote.audio.pipelines import VoiceActivityDetection
+
+    pipeline = VoiceActivityDetection(segmentation=reference_model)
+    hyper = {"min_duration_on": params.min_duration_on, "min_duration_off": params.min_duration_off}
+    if not reference_model.specifications.powerset:  # powerset pipelines fix onset = offset = 0.5
+        hyper |= {"onset": params.onset, "offset": params.offset}
+    pipeline.instantiate(hyper)
+    file = {"waveform": torch.from_numpy(waveform)[None], "sample_rate": sample_rate, "uri": uri}
+    scores = pipeline._segmentation(file)
+    return scores.data, pipeline(file)
+
+
+def pipeline_check(
+    model: PyanNet,
+    reference_model: torch.nn.Module,
+    waveform: np.ndarray,
+    name: str,
+    params: BinarizeParams,
+    truth_rttm: Path | None = None,
+) -> PipelineCheck:
+    """Both pipelines on the same 16 kHz mono waveform with the same parameters."""
+    from pyannote.metrics.detection import DetectionErrorRate
+
+    sample_rate = model.config.sample_rate
+    ours = detect_speech(model, waveform, sample_rate=sample_rate, params=params)
+    their_scores, their_speech = pyannote_speech(reference_model, waveform, sample_rate, params, name)
+    our_speech = annotation(ours.regions, name)
+    if their_scores.shape != ours.segmentation.speech.shape:
+        raise ValueError(f"{name}: aggregated scores shaped {ours.segmentation.speech.shape}, pyannote's {their_scores.shape}")
+    score_diff = float(np.abs(their_scores - ours.segmentation.speech).max())
+    error = float(DetectionErrorRate(collar=0.0, skip_overlap=False)(their_speech, our_speech))
+    truth_errors: tuple[float | None, float | None] = (None, None)
+    if truth_rttm is not None:
+        truth = speech_truth(truth_rttm)
+        metric = DetectionErrorRate(collar=0.0, skip_overlap=False)
+        truth_errors = (float(metric(truth, our_speech)), float(metric(truth, their_speech)))
+    regions, reference_regions = len(ours.regions), len(list(their_speech.itersegments()))
+    return PipelineCheck(
+        recording=name,
+        duration=len(waveform) / sample_rate,
+        params=params,
+        frames=len(ours.segmentation.speech),
+        max_abs_score_diff=score_diff,
+        detection_error_vs_pyannote=error,
+        regions=regions,
+        reference_regions=reference_regions,
+        detection_error_vs_truth=truth_errors[0],
+        reference_detection_error_vs_truth=truth_errors[1],
+        passed=score_diff <= MAX_SCORE_DIFF and error <= MAX_DETECTION_ERROR and regions == reference_regions,
+    )

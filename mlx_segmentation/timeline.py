@@ -1,0 +1,40 @@
+"""Time bookkeeping as pyannote.core does it: sliding windows of frames or chunks, and regions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SEGMENT_PRECISION = 1e-6  # pyannote.core: a segment shorter than this is empty
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """Window i spans [start + i * step, start + i * step + duration] seconds (pyannote.core.SlidingWindow)."""
+
+    start: float
+    duration: float
+    step: float
+
+    def window_start(self, i: int) -> float:
+        return self.start + i * self.step
+
+    def middle(self, i: int) -> float:
+        start = self.window_start(i)
+        return 0.5 * (start + (start + self.duration))
+
+    def closest_frame(self, t: float) -> int:
+        return int(np.rint((t - self.start - 0.5 * self.duration) / self.step))
+
+
+@dataclass(frozen=True)
+class Region:
+    """A time span in seconds, such as one speech region."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
