@@ -27,3 +27,21 @@ def speech_chunks(duration: float, sample_rate: int) -> np.ndarray:
     size = int(round(duration * sample_rate))
     count = len(samples) // size
     return samples[: count * size].reshape(count, size)
+
+
+def long_recording(seconds: float = 600.0, seed: int = 0) -> np.ndarray:
+    """A recording of real speech at least `seconds` long, 16 kHz mono, made from sample.wav.
+
+    Excerpts of 4 to 20 s at random offsets, each at a random gain (0.3 to 1.5), separated by pauses
+    of 0.2 to 3 s of faint noise, like turns in a meeting. Seeded, so every run builds the same one.
+    """
+    speech, rate = read_mono(sample_wav())
+    rng = np.random.default_rng(seed)
+    pieces, total = [], 0
+    while total < seconds * rate:
+        length = int(rng.uniform(4, 20) * rate)
+        start = int(rng.integers(0, len(speech) - length))
+        pause = int(rng.uniform(0.2, 3.0) * rate)
+        pieces += [speech[start : start + length] * np.float32(rng.uniform(0.3, 1.5)), rng.normal(0, 1e-3, pause).astype(np.float32)]
+        total += length + pause
+    return np.concatenate(pieces).astype(np.float32)

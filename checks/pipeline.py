@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 
 from mlx_segmentation.binarize import BinarizeParams
@@ -49,8 +48,9 @@ def speech_truth(rttm: Path):
     return truth.rename_labels({label: "SPEECH" for label in truth.labels()})
 
 
-def pyannote_speech(reference_model: torch.nn.Module, waveform: np.ndarray, sample_rate: int, params: BinarizeParams, uri: str):
+def pyannote_speech(reference_model, waveform: np.ndarray, sample_rate: int, params: BinarizeParams, uri: str):
     """pyannote.audio's VoiceActivityDetection on an in-memory waveform: (aggregated scores, regions)."""
+    import torch
     from pyannote.audio.pipelines import VoiceActivityDetection
 
     pipeline = VoiceActivityDetection(segmentation=reference_model)
@@ -65,7 +65,7 @@ def pyannote_speech(reference_model: torch.nn.Module, waveform: np.ndarray, samp
 
 def pipeline_check(
     model: PyanNet,
-    reference_model: torch.nn.Module,
+    reference_model,
     waveform: np.ndarray,
     name: str,
     params: BinarizeParams,

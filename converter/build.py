@@ -7,16 +7,17 @@ from pathlib import Path
 
 from mlx.utils import tree_flatten
 
-from mlx_segmentation.manifest import Manifest
+from mlx_segmentation.manifest import CARD_FILE, Manifest
 from mlx_segmentation.pyannet import PyanNet
 
 from .architecture import model_config
+from .card import render_card
 from .engine import apply_rules
 from .reader import read_checkpoint
 from .errors import ConverterError
-from .recipe import Gates, default_gates
+from .recipe import Gates, Recipe, default_gates
 from .rules.pyannet import pyannet_rules
-from .writer import refuse_existing, staging_folder, write_model
+from .writer import refuse_existing, seal, staging_folder, write_model
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,13 @@ def build(
     force: bool = False,
     dtype: str = "float32",
     gates: Gates | None = None,
+    recipe: Recipe | None = None,
     run_checks: bool = True,
     log=print,
 ) -> BuildResult:
     refuse_existing(out, force)
     if run_checks:
-        gates = gates or default_gates(dtype)
+        gates = gates or (recipe.gates.get(dtype) if recipe else None) or default_gates(dtype)
         _require_reference()
     log(f"reading {checkpoint}")
     source = read_checkpoint(checkpoint)
@@ -64,7 +66,8 @@ def build(
             log("running parity checks")
             report = run_parity_checks(staging, source, gates, label=str(out), log=log)
             passed, summary, table = report.passed, report.summary(), report.table()
-            manifest = Manifest.model_validate_json((staging / "manifest.json").read_text())
+            (staging / CARD_FILE).write_text(render_card(staging, recipe))
+        manifest = seal(staging)
     return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary, checks_table=table)
 
 

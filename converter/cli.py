@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .build import build
+from .publish import push
 from .errors import ConverterError
 from .recipe import RECIPES_DIR, load_recipes
 from .sources import cached_source, fetch_source
@@ -30,6 +31,15 @@ def parser() -> argparse.ArgumentParser:
     build_verb.add_argument("--dtype", choices=sorted(DTYPES), help="weights dtype (default: the recipe's, else float32)")
     build_verb.add_argument("--force", action="store_true", help="replace an existing output folder")
     build_verb.add_argument("--no-checks", action="store_true", help="skip the parity checks (the model cannot be published)")
+    build_verb.add_argument("--push", action="store_true", help="publish each recipe's model to its target repo once it passes")
+
+    push_verb = verbs.add_parser("push", help="publish a checked model folder to the Hugging Face Hub")
+    push_verb.add_argument("folder", type=Path)
+    push_verb.add_argument("--repo", required=True, help="ORG/NAME on the Hub")
+    push_verb.add_argument("--private", action="store_true", help="create the repo private")
+    push_verb.add_argument("--revision", help="branch to commit to (created if needed; default: main)")
+    push_verb.add_argument("--commit-message")
+    push_verb.add_argument("--dry-run", action="store_true", help="print the files, sizes, hashes and card; send nothing")
 
     fetch_verb = verbs.add_parser("fetch", help="download every recipe's source checkpoint (pinned by sha256)")
     fetch_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR)
@@ -44,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                 path = fetch_source(recipe, log=log)
                 print(f"{recipe.name}: {path}")
             return 0
+        if args.verb == "push":
+            push(args.folder, args.repo, private=args.private, revision=args.revision,
+                 commit_message=args.commit_message, dry_run=args.dry_run, log=log)
+            return 0
         return _build(args)
     except ConverterError as error:
         log(f"error: {error}")
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.push and (args.checkpoint is not None or args.no_checks):
+        raise ConverterError("--push publishes recipe builds, with their checks: drop --checkpoint and --no-checks")
     if args.checkpoint is not None:
         if args.out is None:
             raise ConverterError("--checkpoint needs --out DIR")
@@ -66,12 +82,11 @@ def _build(args: argparse.Namespace) -> int:
             checkpoint = cached_source(recipe)
             if not checkpoint.is_file():
                 checkpoint = fetch_source(recipe, log=log)
-            dtype = args.dtype or recipe.dtype
-            jobs.append((checkpoint, args.dist / recipe.name, dtype, recipe.gates.get(dtype)))
+            jobs.append((checkpoint, args.dist / recipe.name, args.dtype or recipe.dtype, recipe))
 
     results = [
-        build(checkpoint, out, force=args.force, dtype=dtype, gates=gates, run_checks=not args.no_checks, log=log)
-        for checkpoint, out, dtype, gates in jobs
+        build(checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, run_checks=not args.no_checks, log=log)
+        for checkpoint, out, dtype, recipe in jobs
     ]
     for result in results:
         if result.checks_table:
@@ -81,4 +96,9 @@ def _build(args: argparse.Namespace) -> int:
             f"{result.out}: {len(result.manifest.tensors)} tensors, {parameters:,} parameters, "
             f"{result.manifest.dtype}, source sha256 {result.manifest.source.sha256[:12]}; checks {result.checks_summary}"
         )
-    return 0 if all(r.checks_passed is not False for r in results) else 1
+    if not all(r.checks_passed is not False for r in results):
+        return 1
+    if args.push:
+        for result, (_, _, _, recipe) in zip(results, jobs):
+            push(result.out, recipe.target_repo, log=log)
+    return 0

@@ -97,3 +97,13 @@ def write_model(
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+
+
+def seal(folder: Path) -> Manifest:
+    """Record the sha256 of every file beside the manifest, so that publishing can verify them all."""
+    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+    manifest.files = {
+        path.name: sha256_file(path) for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST_FILE
+    }
+    write_manifest(folder, manifest)
+    return manifest

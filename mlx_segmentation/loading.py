@@ -18,11 +18,16 @@ class ModelLoadError(Exception):
     """A model folder that is missing, incomplete, inconsistent or tampered with."""
 
 
-def load(path: str | Path) -> PyanNet:
-    """Load a converted model folder and return the MLX model, ready for inference."""
-    folder = Path(path)
+MODEL_FILES = [CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE]
+
+
+def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet:
+    """Load a converted model from a folder or a Hub repo ("org/name"), verifying every tensor."""
+    folder = Path(path_or_repo)
     if not folder.is_dir():
-        raise ModelLoadError(f"{folder}: no such model folder")
+        if isinstance(path_or_repo, Path) or not _looks_like_repo_id(str(path_or_repo)):
+            raise ModelLoadError(f"{folder}: no such model folder")
+        folder = download(str(path_or_repo), revision=revision)
     config = _read_model(folder / CONFIG_FILE, ModelConfig)
     manifest = _read_model(folder / MANIFEST_FILE, Manifest)
     expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
@@ -42,6 +47,38 @@ def load(path: str | Path) -> PyanNet:
     model.eval()
     mx.eval(model.parameters())
     return model
+
+
+def download(repo_id: str, revision: str | None = None) -> Path:
+    """The files a model needs, from the Hub into the standard Hub cache (or from that cache offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}" + (f" (revision {revision})" if revision else "")
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"{where}: no such model on the Hub (or it is private and no token was given)") from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"{where}: no such revision") from None
+    except LocalEntryNotFoundError:
+        raise ModelLoadError(f"{where}: not in the local Hub cache, and the Hub cannot be reached (offline?)") from None
+    except (HfHubHTTPError, OSError) as error:
+        raise ModelLoadError(f"{where}: download failed ({str(error).splitlines()[0]})") from None
+    missing = [name for name in MODEL_FILES if not (snapshot / name).is_file()]
+    if missing:
+        raise ModelLoadError(f"{where}: the repo has no {', '.join(missing)}")
+    return snapshot
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
 
 
 def verify_tensors(weights: dict[str, mx.array], manifest: Manifest, folder: Path) -> None:

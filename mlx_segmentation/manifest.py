@@ -13,6 +13,7 @@ MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKS_FILE = "checks.json"
+CARD_FILE = "README.md"
 
 
 class SourceRecord(BaseModel):
@@ -64,6 +65,7 @@ class Manifest(BaseModel):
     weights_sha256: str
     tensors: dict[str, TensorRecord]
     checks: ChecksSummary | None = None
+    files: dict[str, str] = {}  # sha256 of every other file in the folder, recorded when the folder is sealed
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

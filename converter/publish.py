@@ -1,0 +1,124 @@
+"""Publish a checked model folder to the Hugging Face Hub, in one commit, with huggingface_hub's API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx2 as httpx
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+from pydantic import ValidationError
+
+from mlx_segmentation.manifest import CARD_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_file
+
+from .errors import ConverterError
+
+ATTEMPTS = 3  # network failures are retried this many times in all, with a growing pause
+T = TypeVar("T")
+
+
+class PublishError(ConverterError):
+    """The folder may not be published, or the Hub refused it."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    size: int
+    sha256: str
+
+
+def verify_for_publishing(folder: Path) -> list[FileEntry]:
+    """Every file, re-hashed; refuse unless the manifest records passing checks for exactly these bytes."""
+    try:
+        manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValidationError) as error:
+        raise PublishError(f"{folder}: not a model folder ({str(error).splitlines()[0]})") from None
+    if manifest.checks is None:
+        raise PublishError(f"{folder}: the checks were never run on this model; build it without --no-checks")
+    if not manifest.checks.passed:
+        raise PublishError(f"{folder}: the model failed its checks ({manifest.checks.summary})")
+    on_disk = {path.name: path for path in folder.iterdir() if path.is_file() and path.name != MANIFEST_FILE}
+    if set(on_disk) != set(manifest.files):
+        raise PublishError(
+            f"{folder}: files differ from those checked (unexpected {sorted(set(on_disk) - set(manifest.files))}, "
+            f"missing {sorted(set(manifest.files) - set(on_disk))})"
+        )
+    entries = []
+    for name, path in sorted(on_disk.items()):
+        digest = sha256_file(path)
+        if digest != manifest.files[name]:
+            raise PublishError(f"{folder}: {name} changed after the checks (sha256 {digest[:12]}..., recorded {manifest.files[name][:12]}...)")
+        entries.append(FileEntry(name, path.stat().st_size, digest))
+    if manifest.files.get(WEIGHTS_FILE) != manifest.checks.weights_sha256:
+        raise PublishError(f"{folder}: the checks ran on other weights than {WEIGHTS_FILE}")
+    if CARD_FILE not in manifest.files:
+        raise PublishError(f"{folder}: no model card ({CARD_FILE})")
+    manifest_path = folder / MANIFEST_FILE
+    return entries + [FileEntry(MANIFEST_FILE, manifest_path.stat().st_size, sha256_file(manifest_path))]
+
+
+def push(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    dry_run: bool = False,
+    api: HfApi | None = None,
+    log: Callable[[str], None] = print,
+    pause: float = 2.0,
+) -> str | None:
+    """Create `repo_id` if needed and upload the folder as one commit; returns the commit's URL."""
+    entries = verify_for_publishing(folder)
+    if dry_run:
+        log(f"dry run: would upload to {repo_id}" + (f" (branch {revision})" if revision else "") + (", private" if private else ""))
+        for entry in entries:
+            log(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
+        log((folder / CARD_FILE).read_text())
+        return None
+    if api is None:
+        token = get_token()
+        if not token:
+            raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        api = HfApi(token=token)
+    message = commit_message or f"Upload {folder.name} (converted and checked by mlx-segmentation)"
+    _call(lambda: api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True), repo_id, log, pause)
+    if revision:
+        _call(lambda: api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True), repo_id, log, pause)
+    operations = [CommitOperationAdd(path_in_repo=e.name, path_or_fileobj=str(folder / e.name)) for e in entries]
+    info = _call(
+        lambda: api.create_commit(repo_id, operations, commit_message=message, repo_type="model", revision=revision),
+        repo_id, log, pause,
+    )
+    url = getattr(info, "commit_url", None) or str(info)
+    log(f"published {folder} to {repo_id}: {url}")
+    return url
+
+
+def _call(action: Callable[[], T], repo_id: str, log: Callable[[str], None], pause: float) -> T:
+    """Run one Hub call; retry network failures, turn HTTP refusals into one clear line."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return action()
+        except HfHubHTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if status == 401:
+                raise PublishError("the Hub rejected the token (401): check HF_TOKEN or run `hf auth login`") from None
+            if status == 403:
+                raise PublishError(f"no write access to {repo_id} (403): it belongs to someone else, or the token cannot write there") from None
+            if status is not None and status < 500:
+                raise PublishError(f"the Hub refused the request for {repo_id} ({status}): {str(error).splitlines()[0]}") from None
+            failure = f"server error {status}"
+        except (httpx.TransportError, OSError) as error:
+            failure = f"{type(error).__name__}: {error}"
+        if attempt == ATTEMPTS:
+            raise PublishError(f"network failure talking to the Hub after {ATTEMPTS} tries ({failure}); rerun to complete the upload")
+        log(f"Hub call failed ({failure}); retrying ({attempt}/{ATTEMPTS - 1})")
+        time.sleep(pause * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,183 @@
+"""Whole recordings: pipeline parity with pyannote.audio's VoiceActivityDetection, and the pieces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import torch
+
+import mlx_segmentation
+from checks import reference
+from checks.audio import long_recording, read_mono, sample_wav
+from checks.pipeline import annotation, pipeline_check
+from converter.architecture import model_config
+from converter.reader import read_checkpoint
+from mlx_segmentation.audio import AudioError
+from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
+from mlx_segmentation.inference import windows
+from mlx_segmentation.speech import detect_speech
+from mlx_segmentation.timeline import SlidingWindow
+
+MODELS = ["segmentation-2022", "powerset"]
+
+
+@pytest.fixture(scope="module")
+def models(checkpoints, converted):
+    """(MLX model, genuine pyannote model) for each name."""
+    pairs = {}
+    for name in MODELS:
+        source = read_checkpoint(checkpoints[name])
+        pairs[name] = (mlx_segmentation.load(converted[name]), reference.pyannote_model(source, model_config(source)))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def recordings():
+    sample, _ = read_mono(sample_wav())
+    return {"sample": (sample, sample_wav().with_suffix(".rttm")), "ten-minutes": (long_recording(600.0), None)}
+
+
+@pytest.mark.parametrize("recording", ["sample", "ten-minutes"])
+@pytest.mark.parametrize("name", MODELS)
+def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
+    model, pyannote_model = models[name]
+    waveform, truth = recordings[recording]
+    check = pipeline_check(model, pyannote_model, waveform, recording, default_speech_params(model.specifications), truth)
+    print(check.model_dump_json())
+    assert check.duration >= (30 if recording == "sample" else 600)
+    assert check.max_abs_score_diff <= 2e-3
+    assert check.detection_error_vs_pyannote <= 0.005
+    assert check.regions == check.reference_regions
+    if truth is not None and name == "segmentation-2022":
+        assert check.detection_error_vs_truth == pytest.approx(check.reference_detection_error_vs_truth, abs=0.005)
+
+
+def test_stereo_44k_file_matches_16k_mono(models, tmp_path):
+    """The same speech at 44.1 kHz stereo, read from a file, resampled and downmixed."""
+    model, _ = models["segmentation-2022"]
+    mono, rate = read_mono(sample_wav())
+    upsampled = soxr.resample(mono, rate, 44100)
+    stereo = np.stack([upsampled * 0.9, upsampled * 1.1], axis=1)  # downmix averages back to `upsampled`
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, stereo, 44100)
+    from pyannote.metrics.detection import DetectionErrorRate
+
+    ours_16k = detect_speech(model, sample_wav())
+    ours_44k = detect_speech(model, path)
+    error = DetectionErrorRate()(annotation(ours_16k.regions, "x"), annotation(ours_44k.regions, "x"))
+    assert error <= 0.02
+    assert abs(ours_44k.segmentation.num_samples - len(mono)) <= 1
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.0, 5.0, 5.5, 6.25, 12.0])
+def test_windows_and_aggregation_equal_pyannote_inference(seconds, models):
+    """Shorter than a window, exactly one, ending on a step, and not: frames and scores as pyannote's."""
+    from pyannote.audio import Inference
+
+    model, pyannote_model = models["segmentation-2022"]
+    pyannote_64 = reference.as_float64(pyannote_model)
+    pyannote_64.register_forward_pre_hook(lambda module, args: (args[0].double(),))
+    speech, rate = read_mono(sample_wav())
+    file = {"waveform": torch.from_numpy(speech[: int(seconds * rate)])[None], "sample_rate": rate}
+    max_over_speakers = {"pre_aggregation_hook": lambda s: np.max(s, axis=-1, keepdims=True)}
+    theirs, theirs_64 = (Inference(m, **max_over_speakers)(file) for m in (pyannote_model, pyannote_64))
+    ours = detect_speech(model, file["waveform"][0].numpy(), sample_rate=rate).segmentation
+    assert ours.speech.shape == theirs.data.shape == theirs_64.data.shape
+    assert (ours.frames.start, ours.frames.duration, ours.frames.step) == (
+        theirs.sliding_window.start, theirs.sliding_window.duration, theirs.sliding_window.step,
+    )
+    e = np.abs(theirs.data - theirs_64.data).max()
+    error = np.abs(ours.speech - theirs_64.data).max()
+    print(f"{seconds} s: max |ours - pyannote float64| {error:.2e}, pyannote float32's own {e:.2e}")
+    assert error <= max(2 * e, 1e-5)
+
+
+def test_binarize_equals_pyannote():
+    from pyannote.audio.utils.signal import Binarize
+    from pyannote.core import SlidingWindow as PyannoteWindow
+    from pyannote.core import SlidingWindowFeature
+
+    rng = np.random.default_rng(0)
+    frames = SlidingWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
+    scores = np.clip(np.convolve(rng.uniform(0, 1, 3000), np.ones(25) / 25, mode="same") * 1.6 - 0.3, 0, 1)
+    for params in (MULTILABEL_SPEECH, BinarizeParams(onset=0.5, offset=0.5), BinarizeParams(onset=0.6, offset=0.4, min_duration_on=0.3, min_duration_off=0.5)):
+        ours = [(round(r.start, 9), round(r.end, 9)) for r in binarize(scores, frames, params)]
+        feature = SlidingWindowFeature(scores[:, None], PyannoteWindow(start=0.0, duration=frames.duration, step=frames.step))
+        theirs = [(round(s.start, 9), round(s.end, 9)) for s in Binarize(**params.model_dump())(feature).itersegments()]
+        assert ours == theirs and len(ours) >= 2
+
+
+def test_powerset_decoding_equals_pyannote(models):
+    from pyannote.audio.utils.powerset import Powerset
+
+    model, _ = models["powerset"]
+    spec = model.specifications
+    log_probs = torch.log_softmax(torch.randn(2, 50, 7, generator=torch.Generator().manual_seed(0)), dim=-1)
+    theirs = Powerset(len(spec.classes), spec.powerset_max_classes).to_multilabel(log_probs).numpy()
+    from mlx_segmentation.inference import to_multilabel
+
+    np.testing.assert_array_equal(to_multilabel(log_probs.numpy(), model), theirs)
+
+
+def test_window_scores_are_per_window_and_per_speaker(models):
+    model, _ = models["segmentation-2022"]
+    speech, rate = read_mono(sample_wav())
+    result = detect_speech(model, speech[: 8 * rate], sample_rate=rate, keep_window_scores=True)
+    assert result.segmentation.window_scores.shape == (7, 293, 3)  # 8 s: windows at 0, 0.5, ..., 2.5 s and a padded last
+
+
+def test_cutting_windows_holds_only_a_few_windows():
+    """Two hours of audio in 30 s blocks: the window cutter's memory stays at a few windows."""
+    block = np.zeros(16000 * 30, dtype=np.float32)
+    tracemalloc.start()
+    count = 0
+    for window, _ in windows((block for _ in range(240)), window_size=80000, step_size=8000):
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == (7200 * 16000 - 80000) // 8000 + 1
+    assert peak < 3 * block.nbytes  # two hours would be 460 MB
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_text("not audio") and p, "cannot read audio"),
+        (lambda p: soundfile.write(p, np.zeros((0, 1), np.float32), 16000) or p, "holds no audio"),
+        (lambda p: soundfile.write(p, np.zeros(800, np.float32), 16000) or p, "shorter than the model's minimum of 1261"),
+        (lambda p: soundfile.write(p, np.full(32000, np.nan, np.float32), 16000, subtype="FLOAT") or p, "non-finite sample"),
+    ],
+    ids=["unreadable", "empty", "too short", "NaN"],
+)
+def test_bad_audio_gets_one_clear_line(make, message, converted, tmp_path):
+    path = make(tmp_path / "bad.wav")
+    run = subprocess.run([sys.executable, "-m", "mlx_segmentation", str(path), "--model", str(converted["segmentation-2022"])], capture_output=True, text=True)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1, run.stderr
+    assert message in errors[0]
+
+
+def test_arrays_need_their_sample_rate(models):
+    model, _ = models["segmentation-2022"]
+    with pytest.raises(AudioError, match="needs its sample rate"):
+        detect_speech(model, np.zeros(16000, np.float32))
+
+
+def test_cli_writes_rttm_and_scores(converted, tmp_path):
+    rttm, scores = tmp_path / "out.rttm", tmp_path / "scores.npz"
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(converted["segmentation-2022"]), "--rttm", str(rttm), "--scores", str(scores)],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = rttm.read_text().splitlines()
+    assert len(lines) == 3 and all(line.startswith("SPEAKER sample 1 ") and " SPEECH " in line for line in lines)
+    saved = np.load(scores)
+    assert saved["data"].shape == (1779, 1)
+    assert float(saved["step"]) == 270 / 16000 and float(saved["duration"]) == 991 / 16000 and float(saved["start"]) == 0.0
