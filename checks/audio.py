@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import soundfile
 
 
 def sample_wav() -> Path:
-    """pyannote.audio's `sample/sample.wav`: 30 s of two speakers, 16 kHz mono."""
+    """pyannote.audio's `sample/sample.wav`: 30 s of two speakers, 16 kHz mono.
+
+    Where pyannote.audio is not installed (a GPU machine, say), PYANNOTE_SAMPLE_WAV names a copy.
+    """
+    if "PYANNOTE_SAMPLE_WAV" in os.environ:
+        return Path(os.environ["PYANNOTE_SAMPLE_WAV"])
     return Path(str(files("pyannote.audio") / "sample" / "sample.wav"))
 
 

@@ -1,5 +1,11 @@
 """Run pyannote's speaker-segmentation models with MLX."""
 
+import os
+
+# MLX's CUDA backend multiplies float32 matrices in TF32 (10-bit mantissa) unless told otherwise,
+# which moved this model's outputs by 1e-2. Exact float32 unless the user chose before importing us.
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
+
 from .config import FrameTiming, ModelConfig, Specifications
 from .loading import ModelLoadError, load
 from .pyannet import PyanNet

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import recurrence
 from .config import FrameTiming, ModelConfig, Specifications
 
 SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
@@ -162,7 +163,7 @@ class LSTMLayer(nn.Module):
         `state` and the returned state are (directions, batch, hidden), like PyTorch's (h_n, c_n)
         for one layer.
         """
-        num_directions, batch, steps = self.Wx.shape[0], x.shape[0], x.shape[1]
+        num_directions, batch = self.Wx.shape[0], x.shape[0]
         # Input projections of every step at once; the reverse direction reads time backwards.
         projected = x[None] @ self.Wx.transpose(0, 2, 1)[:, None] + self.bias[:, None, None, :]
         if num_directions == 2:
@@ -172,15 +173,7 @@ class LSTMLayer(nn.Module):
             c = mx.zeros_like(h)
         else:
             h, c = state
-        Wh_T = self.Wh.transpose(0, 2, 1)
-        hidden = []
-        for t in range(steps):
-            gates = projected[:, :, t] + h @ Wh_T
-            i, f, g, o = mx.split(gates, 4, axis=-1)
-            c = mx.sigmoid(f) * c + mx.sigmoid(i) * mx.tanh(g)
-            h = mx.sigmoid(o) * mx.tanh(c)
-            hidden.append(h)
-        outputs = mx.stack(hidden, axis=2)  # (directions, batch, time, hidden)
+        outputs, h, c = recurrence.run(projected, self.Wh, h, c)  # (directions, batch, time, hidden)
         if num_directions == 2:
             outputs = mx.concatenate([outputs[0], outputs[1, :, ::-1]], axis=-1)
         else:

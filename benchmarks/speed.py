@@ -1,0 +1,179 @@
+"""Speed of the MLX model against the PyTorch reference, on the same machine and weights, in one run.
+
+    python benchmarks/speed.py --checkpoint pytorch_model.bin [--batches 1 8 32 256] [--minutes 60] [--out speed.json]
+
+Builds the MLX model from the checkpoint (timing the conversion), then measures:
+- raw windows: seconds of audio per second at each batch size, MLX and PyTorch, and their ratio;
+- a whole recording through speech detection (`--minutes` of real speech): MLX's pipeline against
+  pyannote.audio's VoiceActivityDetection when pyannote.audio is installed, else against the
+  PyTorch reference model inside the same windowing and aggregation;
+- peak memory of each framework.
+On a machine with CUDA both frameworks run on the GPU (PyTorch in exact float32: no TF32).
+The PyTorch reference is pyannote.audio's PyanNet when installed, else checks.torch_pyannet, which
+tests prove bit-identical to it. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import torch
+
+import mlx_segmentation
+from checks import reference
+from checks.audio import long_recording
+from converter.architecture import model_config
+from converter.build import build
+from converter.reader import read_checkpoint
+from mlx_segmentation import recurrence
+from mlx_segmentation.inference import Aggregator, segment, to_multilabel, windows
+from mlx_segmentation.audio import open_audio
+from mlx_segmentation.timeline import SlidingWindow
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of `repeats` calls, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def torch_sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 256])
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the whole-recording run (0 to skip)")
+    parser.add_argument("--pipeline-batch", type=int, default=32, help="batch size of the whole-recording run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("speed.json"))
+    args = parser.parse_args()
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    gpu = mx.default_device().type == mx.DeviceType.gpu
+    results: dict = {
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "mlx_device": str(mx.default_device()),
+        "lstm_kernel": recurrence.gpu_backend() or "portable",
+        "torch_threads": torch.get_num_threads(),
+        "versions": {"mlx": mx.__version__, "torch": torch.__version__},
+    }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        folder = build(args.checkpoint, Path(tmp) / "model", run_checks=False, log=lambda m: None).out
+        results["convert_seconds"] = round(time.perf_counter() - start, 2)
+        model = mlx_segmentation.load(folder)
+    source = read_checkpoint(args.checkpoint)
+    ref, reference_name = reference.reference_model(source, model_config(source))
+    ref = ref.to(device)
+    results["reference"] = reference_name
+    window = int(model.specifications.duration * model.config.sample_rate)
+    rng = np.random.default_rng(0)
+
+    rows = []
+    for batch in args.batches:
+        audio = (rng.standard_normal((batch, window)) * 0.1).astype(np.float32)
+        x_mlx = mx.array(audio)
+        x_torch = torch.from_numpy(audio)[:, None].to(device)
+
+        def run_mlx():
+            mx.eval(model(x_mlx))
+
+        def run_torch():
+            with torch.inference_mode():
+                ref(x_torch)
+            torch_sync(device)
+
+        t_mlx, t_torch = timed(run_mlx, args.repeats), timed(run_torch, args.repeats)
+        seconds = batch * model.specifications.duration
+        rows.append({
+            "batch": batch,
+            "mlx_seconds": round(t_mlx, 4),
+            "torch_seconds": round(t_torch, 4),
+            "mlx_audio_per_second": round(seconds / t_mlx, 1),
+            "torch_audio_per_second": round(seconds / t_torch, 1),
+            "mlx_over_torch_time": round(t_mlx / t_torch, 3),
+        })
+        print(f"batch {batch:>5}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, MLX/PyTorch time {t_mlx / t_torch:6.2f}", flush=True)
+    results["windows"] = rows
+
+    if args.minutes > 0:
+        recording = long_recording(args.minutes * 60)
+        results["recording_minutes"] = args.minutes
+        results["pipeline_batch"] = args.pipeline_batch
+        mx.reset_peak_memory()
+        start = time.perf_counter()
+        segmentation = segment(model, open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate), batch_size=args.pipeline_batch)
+        results["mlx_pipeline_seconds"] = round(time.perf_counter() - start, 2)
+        results["mlx_peak_memory_mib"] = round(mx.get_peak_memory() / 2**20, 1) if gpu else None
+        start = time.perf_counter()
+        torch_scores, how = torch_pipeline(ref, reference_name, recording, model, device, args.pipeline_batch)
+        results["torch_pipeline_seconds"] = round(time.perf_counter() - start, 2)
+        results["torch_pipeline"] = how
+        results["torch_peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
+        results["pipeline_max_abs_score_diff"] = float(np.abs(segmentation.speech - torch_scores).max())
+        results["mlx_over_torch_pipeline_time"] = round(results["mlx_pipeline_seconds"] / results["torch_pipeline_seconds"], 3)
+        print(f"{args.minutes:g} min recording: MLX {results['mlx_pipeline_seconds']} s, PyTorch ({how}) {results['torch_pipeline_seconds']} s", flush=True)
+    results["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
+    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else our windowing around the torch model."""
+    if reference_name == "pyannote.audio":
+        from checks.pipeline import pyannote_speech
+        from mlx_segmentation.binarize import default_speech_params
+
+        scores, _ = pyannote_speech(ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench")
+        return scores, "pyannote.audio VoiceActivityDetection"
+    spec = model.specifications
+    chunks = SlidingWindow(0.0, spec.duration, 0.1 * spec.duration)
+    window = int(spec.duration * model.config.sample_rate)
+    aggregator = Aggregator(model.num_frames(window), chunks, model.frames, spec.warm_up)
+    batch, total = [], 0
+
+    def flush():
+        with torch.inference_mode():
+            outputs = ref(torch.from_numpy(np.stack(batch))[:, None].to(device)).float().cpu().numpy()
+        for speakers in to_multilabel(outputs, model):
+            aggregator.add(speakers.max(axis=-1, keepdims=True))
+
+    for chunk, total in windows(iter([recording]), window, int(round(0.1 * spec.duration * model.config.sample_rate))):
+        batch.append(chunk)
+        if len(batch) == batch_size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    scores = aggregator.result()
+    step_size = int(round(0.1 * spec.duration * model.config.sample_rate))
+    if total < window or (total - window) % step_size > 0:
+        keep = int(np.floor((total / model.config.sample_rate) / aggregator.frames.step)) + 1
+        scores = scores[: min(keep, len(scores))]
+    return scores, "torch reference model in the same windowing and aggregation"
+
+
+if __name__ == "__main__":
+    main()
