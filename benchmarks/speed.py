@@ -24,9 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlx.core as mx
 import numpy as np
 import torch
+
+if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
+    torch.backends.cudnn.version()
+import mlx.core as mx  # noqa: E402
 
 import mlx_segmentation
 from checks import reference
@@ -35,7 +38,7 @@ from converter.architecture import model_config
 from converter.build import build
 from converter.reader import read_checkpoint
 from mlx_segmentation import recurrence
-from mlx_segmentation.inference import Aggregator, segment, to_multilabel, windows
+from mlx_segmentation.inference import Aggregator, segment, to_multilabel, window_batches
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.timeline import SlidingWindow
 
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the whole-recording run (0 to skip)")
     parser.add_argument("--pipeline-batch", type=int, default=32, help="batch size of the whole-recording run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, help="also time each MLX stage at this batch size")
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     args = parser.parse_args()
 
@@ -118,6 +122,8 @@ def main() -> None:
         print(f"batch {batch:>5}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, MLX/PyTorch time {t_mlx / t_torch:6.2f}", flush=True)
     results["windows"] = rows
 
+    if args.profile:
+        results["mlx_profile"] = profile(model, args.profile, window, args.repeats)
     if args.minutes > 0:
         recording = long_recording(args.minutes * 60)
         results["recording_minutes"] = args.minutes
@@ -140,6 +146,38 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
+def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
+    """Seconds spent in each stage of the MLX forward, each stage evaluated on its own."""
+    import mlx.nn as nn
+
+    from mlx_segmentation.pyannet import linear_activation
+
+    x = mx.array((np.random.default_rng(1).standard_normal((batch, window)) * 0.1).astype(np.float32))
+    sincnet, stages, times = model.sincnet, {}, {}
+    stages["wav_norm1d"] = lambda: sincnet.wav_norm1d(x[:, :, None])
+    h = stages["wav_norm1d"]()
+    for c in range(3):
+        conv = sincnet.conv1d[c](h)
+        mx.eval(conv)
+        stages[f"stage{c}.conv"] = lambda c=c, h=h: sincnet.conv1d[c](h)
+        stages[f"stage{c}.abs+pool+norm+leaky"] = lambda c=c, conv=conv: nn.leaky_relu(
+            sincnet.norm1d[c](sincnet.pool1d[c](mx.abs(conv) if c == 0 else conv)), negative_slope=0.01)
+        h = sincnet.stage(c, h)
+        mx.eval(h)
+    for k, layer in enumerate(model.lstm.layers):
+        projected = h[None] @ layer.Wx.transpose(0, 2, 1)[:, None] + layer.bias[:, None, None, :]
+        mx.eval(projected)
+        stages[f"lstm{k}.projection"] = lambda h=h, layer=layer: h[None] @ layer.Wx.transpose(0, 2, 1)[:, None] + layer.bias[:, None, None, :]
+        stages[f"lstm{k}.layer"] = lambda h=h, layer=layer: layer(h)[0]
+        h = layer(h)[0]
+        mx.eval(h)
+    stages["linear+classifier"] = lambda h=h: model.activation(model.classifier(linear_activation(model.linear[1](linear_activation(model.linear[0](h))))))
+    for name, stage in stages.items():
+        times[name] = round(timed(lambda stage=stage: mx.eval(stage()), repeats), 5)
+        print(f"  {name:<28} {times[name]:.5f} s", flush=True)
+    return times
+
+
 def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
     """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else our windowing around the torch model."""
     if reference_name == "pyannote.audio":
@@ -152,23 +190,16 @@ def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, devic
     chunks = SlidingWindow(0.0, spec.duration, 0.1 * spec.duration)
     window = int(spec.duration * model.config.sample_rate)
     aggregator = Aggregator(model.num_frames(window), chunks, model.frames, spec.warm_up)
-    batch, total = [], 0
-
-    def flush():
+    step_size = int(round(0.1 * spec.duration * model.config.sample_rate))
+    total = 0
+    for batch in window_batches(iter([recording]), window, step_size, batch_size):
+        span = torch.from_numpy(batch.span).to(device)
         with torch.inference_mode():
-            outputs = ref(torch.from_numpy(np.stack(batch))[:, None].to(device)).float().cpu().numpy()
+            outputs = ref(span.unfold(0, window, step_size)[: batch.count, None]).float().cpu().numpy()
         for speakers in to_multilabel(outputs, model):
             aggregator.add(speakers.max(axis=-1, keepdims=True))
-
-    for chunk, total in windows(iter([recording]), window, int(round(0.1 * spec.duration * model.config.sample_rate))):
-        batch.append(chunk)
-        if len(batch) == batch_size:
-            flush()
-            batch = []
-    if batch:
-        flush()
+        total = batch.total
     scores = aggregator.result()
-    step_size = int(round(0.1 * spec.duration * model.config.sample_rate))
     if total < window or (total - window) % step_size > 0:
         keep = int(np.floor((total / model.config.sample_rate) / aggregator.frames.step)) + 1
         scores = scores[: min(keep, len(scores))]

@@ -64,7 +64,8 @@ class CheckReport(BaseModel):
                 f", vs {p.recording}.rttm: ours {100 * p.detection_error_vs_truth:.2f}% pyannote {100 * p.reference_detection_error_vs_truth:.2f}%"
             )
             lines.append(
-                f"pipeline {p.recording} ({p.duration:.0f} s): scores max |diff| {p.max_abs_score_diff:.2e}, detection error vs "
+                f"pipeline {p.recording} ({p.duration:.0f} s): scores max |diff| {p.max_abs_score_diff:.2e} "
+                f"(vs float64 {p.max_abs_score_diff_vs_float64:.2e}, pyannote's own {p.reference_score_error:.2e}), detection error vs "
                 f"pyannote {100 * p.detection_error_vs_pyannote:.2f}%, regions {p.regions}/{p.reference_regions}{truth}  {_ok(p.passed)}"
             )
         drift = self.drift_vs_float32

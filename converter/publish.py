@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import httpx2 as httpx
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from pydantic import ValidationError
@@ -115,10 +114,17 @@ def _call(action: Callable[[], T], repo_id: str, log: Callable[[str], None], pau
             if status is not None and status < 500:
                 raise PublishError(f"the Hub refused the request for {repo_id} ({status}): {str(error).splitlines()[0]}") from None
             failure = f"server error {status}"
-        except (httpx.TransportError, OSError) as error:
+        except (_transport_error(), OSError) as error:
             failure = f"{type(error).__name__}: {error}"
         if attempt == ATTEMPTS:
             raise PublishError(f"network failure talking to the Hub after {ATTEMPTS} tries ({failure}); rerun to complete the upload")
         log(f"Hub call failed ({failure}); retrying ({attempt}/{ATTEMPTS - 1})")
         time.sleep(pause * attempt)
     raise AssertionError("unreachable")
+
+
+def _transport_error() -> type[Exception]:
+    """huggingface_hub's HTTP client's network error class (httpx2 in huggingface_hub 2.x)."""
+    import httpx2
+
+    return httpx2.TransportError

@@ -45,31 +45,55 @@ def to_multilabel(outputs: np.ndarray, model: PyanNet) -> np.ndarray:
     return mapping[outputs.argmax(axis=-1)]
 
 
-def windows(blocks: Iterator[np.ndarray], window_size: int, step_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """(window, length of the recording so far) pairs, cut as `Inference.slide` cuts them.
+@dataclass
+class WindowBatch:
+    """Consecutive windows as one span of audio: window i is span[i * step : i * step + window]."""
+
+    span: np.ndarray
+    count: int
+    total: int  # samples of the recording read so far (its length, once the last batch is out)
+
+
+def window_batches(blocks: Iterator[np.ndarray], window_size: int, step_size: int, batch_size: int) -> Iterator[WindowBatch]:
+    """Batches of windows, cut as `Inference.slide` cuts them.
 
     Full windows start every `step_size` samples; if the recording does not end exactly on the last
     full window (or is shorter than one window), a last window starts after the last full window's
-    start and is zero-padded. The final pair's second item is the recording's length.
+    start and is zero-padded. Windows overlap, so a batch travels as the one span of audio that
+    covers it (10 times less data than the windows themselves at the default step), and only the
+    audio that later windows still need is kept.
     """
     buffer = np.zeros(0, dtype=np.float32)
     buffer_start = 0  # absolute index of buffer[0]
-    next_start = 0
+    next_start = 0  # absolute start of the next window
     total = 0
+
+    def take(count: int, pad: int = 0) -> WindowBatch:
+        offset = next_start - buffer_start
+        span = buffer[offset : offset + (count - 1) * step_size + window_size - pad]
+        return WindowBatch(np.pad(span, (0, pad)) if pad else span.copy(), count, total)
+
     for block in blocks:
         buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)])
         total += len(block)
-        while next_start + window_size <= total:
-            offset = next_start - buffer_start
-            yield buffer[offset : offset + window_size].copy(), total
-            next_start += step_size
+        while next_start + (batch_size - 1) * step_size + window_size <= total:
+            yield take(batch_size)
+            next_start += batch_size * step_size
         keep_from = next_start - buffer_start
         if keep_from > 0:
             buffer = buffer[keep_from:]
             buffer_start = next_start
+    full = 0 if total < next_start + window_size else (total - next_start - window_size) // step_size + 1
+    if full:
+        yield take(full)
+        next_start += full * step_size
     if total < window_size or (total - window_size) % step_size > 0:
-        last = buffer[next_start - buffer_start :]
-        yield np.pad(last, (0, window_size - len(last))), total
+        yield take(1, pad=window_size - (total - next_start))
+
+
+def windows(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
+    """The batch's windows, (count, window_size), as a view of its span on the device."""
+    return mx.as_strided(mx.array(batch.span), (batch.count, window_size), (step_size, 1))
 
 
 class Aggregator:
@@ -141,25 +165,17 @@ def segment(
     aggregator = Aggregator(model.num_frames(window_size), chunks, frames, spec.warm_up)
     kept: list[np.ndarray] = []
 
-    def run(batch: list[np.ndarray]) -> None:
-        outputs = np.array(model(mx.array(np.stack(batch))).astype(mx.float32))
+    total = 0
+    for batch in window_batches(audio.blocks(), window_size, step_size, batch_size):
+        outputs = np.array(model(windows(batch, window_size, step_size)).astype(mx.float32))
         speakers = to_multilabel(outputs, model)
         if keep_window_scores:
             kept.append(speakers)
         for window_speakers in speakers:
             aggregator.add(window_speakers.max(axis=-1, keepdims=True))
         if progress is not None:
-            progress(len(batch))
-
-    batch: list[np.ndarray] = []
-    total = 0
-    for window, total in windows(audio.blocks(), window_size, step_size):
-        batch.append(window)
-        if len(batch) == batch_size:
-            run(batch)
-            batch = []
-    if batch:
-        run(batch)
+            progress(batch.count)
+        total = batch.total
     if total == 0:
         raise AudioError(f"{audio.name}: no audio")
     if total < model.frames.min_num_samples:

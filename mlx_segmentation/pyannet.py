@@ -164,20 +164,14 @@ class LSTMLayer(nn.Module):
         for one layer.
         """
         num_directions, batch = self.Wx.shape[0], x.shape[0]
-        # Input projections of every step at once; the reverse direction reads time backwards.
+        # The input projections of every step at once, then the recurrence over time.
         projected = x[None] @ self.Wx.transpose(0, 2, 1)[:, None] + self.bias[:, None, None, :]
-        if num_directions == 2:
-            projected = mx.stack([projected[0], projected[1, :, ::-1]])
         if state is None:
             h = mx.zeros((num_directions, batch, self.hidden_size), dtype=x.dtype)
             c = mx.zeros_like(h)
         else:
             h, c = state
-        outputs, h, c = recurrence.run(projected, self.Wh, h, c)  # (directions, batch, time, hidden)
-        if num_directions == 2:
-            outputs = mx.concatenate([outputs[0], outputs[1, :, ::-1]], axis=-1)
-        else:
-            outputs = outputs[0]
+        outputs, h, c = recurrence.run(projected, self.Wh, h, c)
         return outputs, (h, c)
 
 

@@ -21,10 +21,11 @@ SHARED_BYTES = {"cuda": 48 * 1024, "metal": 32 * 1024}  # static shared / thread
 CUDA_SOURCE = """
     constexpr int G = 4 * H;
     constexpr int P = TILE / 4;  // (batch, unit) pairs each thread updates
+    const int B = sizes[0];      // batch: a runtime value, so that one compiled kernel serves every batch size
     const int j = threadIdx.x;   // gate column
     const int b0 = blockIdx.x * TILE;
-    const int d = blockIdx.y;
-    __shared__ float h_s[TILE][H];
+    const int d = blockIdx.y;    // direction: 1 reads and writes time backwards
+    __shared__ __align__(16) float h_s[TILE][H];
     __shared__ float g_s[TILE][G];
     float c_r[P];
     for (int p = 0; p < P; ++p) {
@@ -36,12 +37,16 @@ CUDA_SOURCE = """
     }
     __syncthreads();
     const float* w = whT + (size_t)d * H * G;
-    for (int t = 0; t < T; ++t) {
+    for (int step = 0; step < T; ++step) {
+        const int t = d == 0 ? step : T - 1 - step;
         float acc[TILE];
         for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
-        for (int k = 0; k < H; ++k) {
-            const float wk = w[k * G + j];
-            for (int b = 0; b < TILE; ++b) acc[b] += h_s[b][k] * wk;
+        for (int k = 0; k < H; k += 4) {
+            const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
+            for (int b = 0; b < TILE; ++b) {
+                const float4 hv = *reinterpret_cast<const float4*>(&h_s[b][k]);
+                acc[b] = fmaf(hv.w, w3, fmaf(hv.z, w2, fmaf(hv.y, w1, fmaf(hv.x, w0, acc[b]))));
+            }
         }
         for (int b = 0; b < TILE; ++b) {
             if (b0 + b < B) g_s[b][j] = xg[(((size_t)d * B + b0 + b) * T + t) * G + j] + acc[b];
@@ -58,7 +63,7 @@ CUDA_SOURCE = """
                 const float h = o * tanhf(c);
                 c_r[p] = c;
                 h_s[b][u] = h;
-                out[(((size_t)d * B + b0 + b) * T + t) * H + u] = h;
+                out[((size_t)(b0 + b) * T + t) * (D * H) + d * H + u] = h;
             }
         }
         __syncthreads();
@@ -76,27 +81,33 @@ CUDA_SOURCE = """
 METAL_SOURCE = """
     constexpr int G = 4 * H;
     constexpr int P = TILE / 4;
+    const int B = sizes[0];
     const int j = int(thread_position_in_threadgroup.x);
     const int b0 = int(threadgroup_position_in_grid.x) * TILE;
     const int d = int(threadgroup_position_in_grid.y);
-    threadgroup float h_s[TILE][H];
+    threadgroup float4 h_s4[TILE][H / 4];  // h, read four units at a time
+    threadgroup float* h_s = (threadgroup float*)h_s4;
     threadgroup float g_s[TILE][G];
     float c_r[P];
     for (int p = 0; p < P; ++p) {
         const int q = j + p * G, b = q / H, u = q % H;
         const bool valid = b0 + b < B;
         const size_t s = (size_t(d) * B + b0 + b) * H + u;
-        h_s[b][u] = valid ? h0[s] : 0.0f;
+        h_s[b * H + u] = valid ? h0[s] : 0.0f;
         c_r[p] = valid ? c0[s] : 0.0f;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
     const device float* w = whT + size_t(d) * H * G;
-    for (int t = 0; t < T; ++t) {
+    for (int step = 0; step < T; ++step) {
+        const int t = d == 0 ? step : T - 1 - step;
         float acc[TILE];
         for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
-        for (int k = 0; k < H; ++k) {
-            const float wk = w[k * G + j];
-            for (int b = 0; b < TILE; ++b) acc[b] = metal::fma(h_s[b][k], wk, acc[b]);
+        for (int k = 0; k < H; k += 4) {
+            const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
+            for (int b = 0; b < TILE; ++b) {
+                const float4 hv = h_s4[b][k / 4];
+                acc[b] = metal::fma(hv.w, w3, metal::fma(hv.z, w2, metal::fma(hv.y, w1, metal::fma(hv.x, w0, acc[b]))));
+            }
         }
         for (int b = 0; b < TILE; ++b) {
             if (b0 + b < B) g_s[b][j] = xg[((size_t(d) * B + b0 + b) * T + t) * G + j] + acc[b];
@@ -112,8 +123,8 @@ METAL_SOURCE = """
                 const float c = f * c_r[p] + i * g;
                 const float h = o * metal::precise::tanh(c);
                 c_r[p] = c;
-                h_s[b][u] = h;
-                out[((size_t(d) * B + b0 + b) * T + t) * H + u] = h;
+                h_s[b * H + u] = h;
+                out[(size_t(b0 + b) * T + t) * (D * H) + d * H + u] = h;
             }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -122,7 +133,7 @@ METAL_SOURCE = """
         const int q = j + p * G, b = q / H, u = q % H;
         if (b0 + b < B) {
             const size_t s = (size_t(d) * B + b0 + b) * H + u;
-            hn[s] = h_s[b][u];
+            hn[s] = h_s[b * H + u];
             cn[s] = c_r[p];
         }
     }
@@ -152,13 +163,24 @@ def _tile(backend: str, hidden: int) -> int | None:
 
 def kernel_applies(hidden: int, dtype: mx.Dtype, backend: str | None = None) -> bool:
     backend = backend or gpu_backend()
-    return KERNEL_ENABLED and backend is not None and dtype == mx.float32 and 4 * hidden <= MAX_THREADS and _tile(backend, hidden) is not None
+    return (
+        KERNEL_ENABLED
+        and backend is not None
+        and dtype == mx.float32
+        and 4 * hidden <= MAX_THREADS
+        and hidden % 4 == 0
+        and _tile(backend, hidden) is not None
+    )
 
 
 def run(
     projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, *, use_kernel: bool | None = None
 ) -> tuple[mx.array, mx.array, mx.array]:
-    """projected (D, B, T, 4H), Wh (D, 4H, H), h and c (D, B, H) -> hidden states (D, B, T, H), h_T, c_T."""
+    """projected (D, B, T, 4H) in time order, Wh (D, 4H, H), h and c (D, B, H).
+
+    Returns the hidden states (B, T, D * H) as PyTorch lays out a bidirectional LSTM's output (the
+    reverse direction runs from the last step to the first), and the final h and c (D, B, H).
+    """
     hidden = Wh.shape[-1]
     if use_kernel is None:
         use_kernel = kernel_applies(hidden, projected.dtype)
@@ -168,6 +190,9 @@ def run(
 
 
 def _run_portable(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+    directions = projected.shape[0]
+    if directions == 2:  # step both directions together: the reverse one reads time backwards
+        projected = mx.stack([projected[0], projected[1, :, ::-1]])
     Wh_T = Wh.transpose(0, 2, 1)
     hidden = []
     for t in range(projected.shape[2]):
@@ -176,7 +201,10 @@ def _run_portable(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -
         c = mx.sigmoid(f) * c + mx.sigmoid(i) * mx.tanh(g)
         h = mx.sigmoid(o) * mx.tanh(c)
         hidden.append(h)
-    return mx.stack(hidden, axis=2), h, c
+    outputs = mx.stack(hidden, axis=2)  # (directions, batch, time, hidden)
+    if directions == 2:
+        return mx.concatenate([outputs[0], outputs[1, :, ::-1]], axis=-1), h, c
+    return outputs[0], h, c
 
 
 def _run_kernel(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, backend: str) -> tuple[mx.array, mx.array, mx.array]:
@@ -187,17 +215,17 @@ def _run_kernel(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, bac
         make = mx.fast.cuda_kernel if backend == "cuda" else mx.fast.metal_kernel
         _KERNELS[backend] = make(
             name="pyannet_lstm_recurrence",
-            input_names=["xg", "whT", "h0", "c0"],
+            input_names=["xg", "whT", "h0", "c0", "sizes"],
             output_names=["out", "hn", "cn"],
             source=CUDA_SOURCE if backend == "cuda" else METAL_SOURCE,
         )
     state_shape = (directions, batch, hidden)
     out, hn, cn = _KERNELS[backend](
-        inputs=[projected, Wh.transpose(0, 2, 1), h, c],
-        template=[("B", batch), ("T", steps), ("H", hidden), ("TILE", tile)],
+        inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch], dtype=mx.int32)],
+        template=[("D", directions), ("T", steps), ("H", hidden), ("TILE", tile)],
         grid=(-(-batch // tile) * gates, directions, 1),
         threadgroup=(gates, 1, 1),
-        output_shapes=[(directions, batch, steps, hidden), state_shape, state_shape],
+        output_shapes=[(batch, steps, directions * hidden), state_shape, state_shape],
         output_dtypes=[mx.float32] * 3,
     )
     return out, hn, cn

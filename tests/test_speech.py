@@ -20,7 +20,7 @@ from converter.architecture import model_config
 from converter.reader import read_checkpoint
 from mlx_segmentation.audio import AudioError
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
-from mlx_segmentation.inference import windows
+from mlx_segmentation.inference import window_batches, windows
 from mlx_segmentation.speech import detect_speech
 from mlx_segmentation.timeline import SlidingWindow
 
@@ -51,7 +51,10 @@ def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
     check = pipeline_check(model, pyannote_model, waveform, recording, default_speech_params(model.specifications), truth)
     print(check.model_dump_json())
     assert check.duration >= (30 if recording == "sample" else 600)
-    assert check.max_abs_score_diff <= 2e-3
+    if model.specifications.powerset:  # hard decisions: see checks/pipeline.py
+        assert check.max_abs_score_diff_vs_float64 <= max(2e-3, 2 * check.reference_score_error)
+    else:
+        assert check.max_abs_score_diff <= 2e-3 and check.max_abs_score_diff_vs_float64 <= 2e-3
     assert check.detection_error_vs_pyannote <= 0.005
     assert check.regions == check.reference_regions
     if truth is not None and name == "segmentation-2022":
@@ -133,16 +136,30 @@ def test_window_scores_are_per_window_and_per_speaker(models):
 
 
 def test_cutting_windows_holds_only_a_few_windows():
-    """Two hours of audio in 30 s blocks: the window cutter's memory stays at a few windows."""
+    """Two hours of audio in 30 s blocks: the window cutter's memory stays at a batch's span."""
     block = np.zeros(16000 * 30, dtype=np.float32)
     tracemalloc.start()
     count = 0
-    for window, _ in windows((block for _ in range(240)), window_size=80000, step_size=8000):
-        count += 1
+    for batch in window_batches((block for _ in range(240)), window_size=80000, step_size=8000, batch_size=32):
+        count += batch.count
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == (7200 * 16000 - 80000) // 8000 + 1
-    assert peak < 3 * block.nbytes  # two hours would be 460 MB
+    assert peak < 5 * block.nbytes  # a few blocks, where two hours of audio would be 460 MB
+
+
+@pytest.mark.parametrize("samples", [800, 80000, 80001, 88000, 100000, 123457])
+def test_window_batches_cut_as_pyannote(samples):
+    """Every window, padded last one included, equals what Inference.slide cuts."""
+    audio = np.arange(samples, dtype=np.float32)
+    got = [np.array(windows(b, 80000, 8000)) for b in window_batches(iter([audio[:50000], audio[50000:]]), 80000, 8000, 3)]
+    got = np.concatenate(got)
+    torch_audio = torch.from_numpy(audio)[None]
+    expected = [] if samples < 80000 else list(torch_audio.unfold(1, 80000, 8000)[0].numpy())
+    if samples < 80000 or (samples - 80000) % 8000 > 0:
+        last = audio[len(expected) * 8000 :]
+        expected.append(np.pad(last, (0, 80000 - len(last))))
+    np.testing.assert_array_equal(got, np.stack(expected))
 
 
 @pytest.mark.parametrize(
