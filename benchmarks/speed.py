@@ -150,6 +150,7 @@ def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
     """Seconds spent in each stage of the MLX forward, each stage evaluated on its own."""
     import mlx.nn as nn
 
+    from mlx_segmentation.pooling import abs_max_pool
     from mlx_segmentation.pyannet import linear_activation
 
     x = mx.array((np.random.default_rng(1).standard_normal((batch, window)) * 0.1).astype(np.float32))
@@ -160,8 +161,8 @@ def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
         conv = sincnet.conv1d[c](h)
         mx.eval(conv)
         stages[f"stage{c}.conv"] = lambda c=c, h=h: sincnet.conv1d[c](h)
-        stages[f"stage{c}.abs+pool+norm+leaky"] = lambda c=c, conv=conv: nn.leaky_relu(
-            sincnet.norm1d[c](sincnet.pool1d[c](mx.abs(conv) if c == 0 else conv)), negative_slope=0.01)
+        stages[f"stage{c}.pool+norm+leaky"] = lambda c=c, conv=conv: nn.leaky_relu(
+            sincnet.norm1d[c](abs_max_pool(conv, sincnet.pool1d[c], 3) if c == 0 else sincnet.pool1d[c](conv)), negative_slope=0.01)
         h = sincnet.stage(c, h)
         mx.eval(h)
     for k, layer in enumerate(model.lstm.layers):

@@ -12,6 +12,7 @@ import mlx.nn as nn
 
 from . import recurrence
 from .config import FrameTiming, ModelConfig, Specifications
+from .pooling import abs_max_pool
 
 SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
 SINC_KERNEL = 251
@@ -129,9 +130,8 @@ class SincNet(nn.Module):
     def stage(self, c: int, inputs: mx.array) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU."""
         outputs = self.conv1d[c](inputs)
-        if c == 0:
-            outputs = mx.abs(outputs)
-        return nn.leaky_relu(self.norm1d[c](self.pool1d[c](outputs)), negative_slope=LEAKY_SLOPE)
+        pooled = abs_max_pool(outputs, self.pool1d[c], POOL) if c == 0 else self.pool1d[c](outputs)
+        return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array) -> mx.array:
         """(batch, samples) -> (batch, frames, 60)."""
