@@ -139,6 +139,14 @@ def main() -> None:
         results["torch_pipeline"] = how
         results["torch_peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
         results["pipeline_max_abs_score_diff"] = float(np.abs(segmentation.speech - torch_scores).max())
+        if reference_name != "pyannote.audio":  # the yardstick: the same reference in float64
+            ref64 = reference.as_float64(ref)
+            ref64.register_forward_pre_hook(lambda module, inputs: (inputs[0].double(),))
+            scores_64, _ = torch_pipeline(ref64, reference_name, recording, model, device, args.pipeline_batch)
+            results["pipeline_mlx_vs_float64"] = float(np.abs(segmentation.speech - scores_64).max())
+            results["pipeline_torch_float32_vs_float64"] = float(np.abs(torch_scores - scores_64).max())
+            print(f"aggregated scores against float64: MLX {results['pipeline_mlx_vs_float64']:.2e}, "
+                  f"PyTorch float32 {results['pipeline_torch_float32_vs_float64']:.2e}", flush=True)
         results["mlx_over_torch_pipeline_time"] = round(results["mlx_pipeline_seconds"] / results["torch_pipeline_seconds"], 3)
         print(f"{args.minutes:g} min recording: MLX {results['mlx_pipeline_seconds']} s, PyTorch ({how}) {results['torch_pipeline_seconds']} s", flush=True)
     results["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
