@@ -36,7 +36,7 @@ def test_default_build_converts_and_checks_every_recipe(tmp_path):
     assert result.returncode == 0, result.stderr
     out = tmp_path / "dist" / "segmentation"
     assert leftovers(tmp_path / "dist") == ["segmentation"]
-    assert leftovers(out) == ["checks.json", "config.json", "manifest.json", "model.safetensors"]
+    assert leftovers(out) == ["README.md", "checks.json", "config.json", "manifest.json", "model.safetensors"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checks"]["passed"] is True
     assert manifest["source"]["sha256"] == "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea"
