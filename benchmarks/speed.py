@@ -38,9 +38,8 @@ from converter.architecture import model_config
 from converter.build import build
 from converter.reader import read_checkpoint
 from mlx_segmentation import recurrence
-from mlx_segmentation.inference import Aggregator, segment, to_multilabel, window_batches
+from mlx_segmentation.inference import segment
 from mlx_segmentation.audio import open_audio
-from mlx_segmentation.timeline import SlidingWindow
 
 
 def timed(function, repeats: int) -> float:
@@ -188,32 +187,22 @@ def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
 
 
 def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
-    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else our windowing around the torch model."""
+    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else the torch model inside our pipeline."""
     if reference_name == "pyannote.audio":
         from checks.pipeline import pyannote_speech
         from mlx_segmentation.binarize import default_speech_params
 
         scores, _ = pyannote_speech(ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench")
         return scores, "pyannote.audio VoiceActivityDetection"
-    spec = model.specifications
-    chunks = SlidingWindow(0.0, spec.duration, 0.1 * spec.duration)
-    window = int(spec.duration * model.config.sample_rate)
-    aggregator = Aggregator(model.num_frames(window), chunks, model.frames, spec.warm_up)
-    step_size = int(round(0.1 * spec.duration * model.config.sample_rate))
-    total = 0
-    for batch in window_batches(iter([recording]), window, step_size, batch_size):
+
+    def torch_forward(batch, window_size: int, step_size: int) -> np.ndarray:
         span = torch.from_numpy(batch.span).to(device)
         with torch.inference_mode():
-            outputs = ref(span.unfold(0, window, step_size)[: batch.count, None]).float().cpu().numpy()
-        for speakers in to_multilabel(outputs, model):
-            aggregator.add(speakers.max(axis=-1, keepdims=True))
-        total = batch.total
-    scores = aggregator.result()
-    if total < window or (total - window) % step_size > 0:
-        keep = int(np.floor((total / model.config.sample_rate) / aggregator.frames.step)) + 1
-        scores = scores[: min(keep, len(scores))]
-    return scores, "torch reference model in the same windowing and aggregation"
+            return ref(span.unfold(0, window_size, step_size)[: batch.count, None]).float().cpu().numpy()
 
+    audio = open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate)
+    scores = segment(model, audio, batch_size=batch_size, forward=torch_forward).speech
+    return scores, "torch reference model in the same windowing and aggregation"
 
 if __name__ == "__main__":
     main()

@@ -76,8 +76,7 @@ def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioS
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate).astype(np.float32)
     block = int(BLOCK_SECONDS * sample_rate)
-    return AudioSource("array", sample_rate, len(array) / source_rate if array.ndim == 1 else array.shape[1] / source_rate,
-                       (mono[i : i + block] for i in range(0, len(mono), block)))
+    return AudioSource("array", sample_rate, array.shape[-1] / source_rate, (mono[i : i + block] for i in range(0, len(mono), block)))
 
 
 def _downmix(samples: np.ndarray, channel_axis: int) -> np.ndarray:

@@ -52,6 +52,7 @@ class WindowBatch:
     span: np.ndarray
     count: int
     total: int  # samples of the recording read so far (its length, once the last batch is out)
+    padding: int = 0  # zeros after the recording's end (only in the last, padded window)
 
 
 def window_batches(blocks: Iterator[np.ndarray], window_size: int, step_size: int, batch_size: int) -> Iterator[WindowBatch]:
@@ -71,7 +72,7 @@ def window_batches(blocks: Iterator[np.ndarray], window_size: int, step_size: in
     def take(count: int, pad: int = 0) -> WindowBatch:
         offset = next_start - buffer_start
         span = buffer[offset : offset + (count - 1) * step_size + window_size - pad]
-        return WindowBatch(np.pad(span, (0, pad)) if pad else span.copy(), count, total)
+        return WindowBatch(np.pad(span, (0, pad)) if pad else span.copy(), count, total, pad)
 
     for block in blocks:
         buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)])
@@ -149,8 +150,13 @@ def segment(
     batch_size: int = 32,
     keep_window_scores: bool = False,
     progress: Callable[[int], None] | None = None,
+    forward: Callable[[WindowBatch, int, int], np.ndarray] | None = None,
 ) -> Segmentation:
-    """Run `model` over the whole recording and aggregate its speech scores."""
+    """Run `model` over the whole recording and aggregate its speech scores.
+
+    `forward(batch, window_size, step_size)` -> (windows, frames, classes) replaces the MLX model's
+    forward pass, so that a benchmark can put another framework's model in the same pipeline.
+    """
     spec = model.specifications
     duration = spec.duration
     step = step if step is not None else (0.1 * duration if spec.warm_up[0] == 0.0 else spec.warm_up[0])
@@ -165,9 +171,13 @@ def segment(
     aggregator = Aggregator(model.num_frames(window_size), chunks, frames, spec.warm_up)
     kept: list[np.ndarray] = []
 
-    total = 0
+    def mlx_forward(batch: WindowBatch, window_size: int, step_size: int) -> np.ndarray:
+        return np.array(model(windows(batch, window_size, step_size)).astype(mx.float32))
+
+    forward = forward or mlx_forward
+    total, padded = 0, False
     for batch in window_batches(audio.blocks(), window_size, step_size, batch_size):
-        outputs = np.array(model(windows(batch, window_size, step_size)).astype(mx.float32))
+        outputs = forward(batch, window_size, step_size)
         speakers = to_multilabel(outputs, model)
         if keep_window_scores:
             kept.append(speakers)
@@ -175,15 +185,14 @@ def segment(
             aggregator.add(window_speakers.max(axis=-1, keepdims=True))
         if progress is not None:
             progress(batch.count)
-        total = batch.total
+        total, padded = batch.total, padded or batch.padding > 0
     if total == 0:
         raise AudioError(f"{audio.name}: no audio")
     if total < model.frames.min_num_samples:
         raise AudioError(f"{audio.name}: {total} samples is shorter than the model's minimum of {model.frames.min_num_samples}")
 
     speech = aggregator.result(missing=0.0)
-    has_last_chunk = total < window_size or (total - window_size) % step_size > 0
-    if has_last_chunk:  # crop the padding: SlidingWindowFeature.crop(Segment(0, duration), mode="loose")
+    if padded:  # crop the padding: SlidingWindowFeature.crop(Segment(0, duration), mode="loose")
         keep = int(np.floor((total / audio.sample_rate - aggregator.frames.start) / aggregator.frames.step)) + 1
         speech = speech[: min(keep, len(speech))]
     return Segmentation(
