@@ -18,7 +18,8 @@ echo "== the same with MLX_ENABLE_TF32=1"
 MLX_ENABLE_TF32=1 python3 -m checks /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_tf32.txt 2>&1; echo "exit $?"; grep -v "non-zero" "$OUT"/checks_gpu_tf32.txt | tail -40
 echo "== the same with the portable LSTM loop"
 MLX_SEGMENTATION_LSTM_KERNEL=0 python3 -m checks /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_portable.txt 2>&1; echo "exit $?"; tail -18 "$OUT"/checks_gpu_portable.txt
-echo "== speed"
-python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 8 32 256 1024 --minutes 60 --pipeline-batch 1024 --out "$OUT"/speed_gpu.json | head -8
-python3 benchmarks/speed.py --checkpoint "$CK" --batches 32 --minutes 60 --pipeline-batch 32 --out "$OUT"/speed_gpu_b32.json | head -3
+echo "== speed (one run per whole-recording batch size; each also times raw windows and profiles MLX's stages)"
+for b in 1024 256 32; do
+  python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 8 32 256 1024 --minutes 60 --pipeline-batch $b --profile $b --out "$OUT"/speed_gpu_b$b.json | head -8
+done
 MLX_SEGMENTATION_LSTM_KERNEL=0 python3 benchmarks/speed.py --checkpoint "$CK" --batches 32 1024 --minutes 0 --out "$OUT"/speed_gpu_portable.json | head -3

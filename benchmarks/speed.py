@@ -186,6 +186,17 @@ def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
     return times
 
 
+class OnDevice:
+    """A PyTorch result left where it was computed until the pipeline reads it, so that PyTorch's
+    asynchronous CUDA launches overlap the host's aggregation just as MLX's asynchronous evaluation does."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.tensor.float().cpu().numpy()
+
+
 def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
     """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else the torch model inside our pipeline."""
     if reference_name == "pyannote.audio":
@@ -195,10 +206,11 @@ def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, devic
         scores, _ = pyannote_speech(ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench")
         return scores, "pyannote.audio VoiceActivityDetection"
 
-    def torch_forward(batch, window_size: int, step_size: int) -> np.ndarray:
-        span = torch.from_numpy(batch.span).to(device)
+    def torch_forward(batch, window_size: int, step_size: int) -> OnDevice:
+        span = torch.from_numpy(batch.span)  # pinned, so that the copy does not wait for the previous batch
+        span = span.pin_memory().to(device, non_blocking=True) if device == "cuda" else span
         with torch.inference_mode():
-            return ref(span.unfold(0, window_size, step_size)[: batch.count, None]).float().cpu().numpy()
+            return OnDevice(ref(span.unfold(0, window_size, step_size)[: batch.count, None]))
 
     audio = open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate)
     scores = segment(model, audio, batch_size=batch_size, forward=torch_forward).speech

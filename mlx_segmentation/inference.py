@@ -150,12 +150,13 @@ def segment(
     batch_size: int = 32,
     keep_window_scores: bool = False,
     progress: Callable[[int], None] | None = None,
-    forward: Callable[[WindowBatch, int, int], np.ndarray] | None = None,
+    forward: Callable[[WindowBatch, int, int], np.ndarray | mx.array] | None = None,
 ) -> Segmentation:
     """Run `model` over the whole recording and aggregate its speech scores.
 
     `forward(batch, window_size, step_size)` -> (windows, frames, classes) replaces the MLX model's
-    forward pass, so that a benchmark can put another framework's model in the same pipeline.
+    forward pass, so that a benchmark can put another framework's model in the same pipeline. The
+    MLX forward is evaluated asynchronously: the host aggregates one batch while the device runs the next.
     """
     spec = model.specifications
     duration = spec.duration
@@ -171,21 +172,31 @@ def segment(
     aggregator = Aggregator(model.num_frames(window_size), chunks, frames, spec.warm_up)
     kept: list[np.ndarray] = []
 
-    def mlx_forward(batch: WindowBatch, window_size: int, step_size: int) -> np.ndarray:
-        return np.array(model(windows(batch, window_size, step_size)).astype(mx.float32))
+    def mlx_forward(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
+        outputs = model(windows(batch, window_size, step_size)).astype(mx.float32)
+        mx.async_eval(outputs)
+        return outputs
 
-    forward = forward or mlx_forward
-    total, padded = 0, False
-    for batch in window_batches(audio.blocks(), window_size, step_size, batch_size):
-        outputs = forward(batch, window_size, step_size)
-        speakers = to_multilabel(outputs, model)
+    def aggregate(batch: WindowBatch, outputs: np.ndarray | mx.array) -> None:
+        speakers = to_multilabel(np.asarray(outputs), model)
         if keep_window_scores:
             kept.append(speakers)
         for window_speakers in speakers:
             aggregator.add(window_speakers.max(axis=-1, keepdims=True))
         if progress is not None:
             progress(batch.count)
+
+    forward = forward or mlx_forward
+    total, padded = 0, False
+    pending = None  # the previous batch: its windows are aggregated while the device runs this one
+    for batch in window_batches(audio.blocks(), window_size, step_size, batch_size):
+        outputs = forward(batch, window_size, step_size)
+        if pending is not None:
+            aggregate(*pending)
+        pending = batch, outputs
         total, padded = batch.total, padded or batch.padding > 0
+    if pending is not None:
+        aggregate(*pending)
     if total == 0:
         raise AudioError(f"{audio.name}: no audio")
     if total < model.frames.min_num_samples:
