@@ -16,12 +16,14 @@ from converter.reader import SourceCheckpoint
 from converter.recipe import Gates
 from mlx_segmentation.binarize import default_speech_params
 from mlx_segmentation.manifest import CHECKS_FILE, MANIFEST_FILE, ChecksSummary, Manifest, sha256_file
+from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
 from . import reference
 from .audio import read_mono, sample_wav, speech_chunks
 from .components import component_outputs
 from .metrics import compare, decide, full_model_check, probabilities
 from .pipeline import pipeline_check
+from .embedding import EmbeddingCheckReport, run_embedding_checks
 from .report import CheckReport, Drift, environment_versions
 from .signals import full_model_signals
 
@@ -32,7 +34,7 @@ class ChecksError(ConverterError):
     """The checks could not run (as opposed to: they ran and failed)."""
 
 
-def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str | None = None, log=print) -> CheckReport:
+def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str | None = None, log=print) -> CheckReport | EmbeddingCheckReport:
     """Compare the MLX model in `folder` with the PyTorch reference; write checks.json and the manifest summary."""
     manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
     if manifest.source.sha256 != source.sha256:
@@ -44,6 +46,15 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
     config = model_config(source)
     if config != model.config:
         raise ChecksError(f"{label or folder}: config.json does not match the architecture stored in {source.path}")
+    if isinstance(model, WeSpeakerResNet34):
+        try:
+            report = run_embedding_checks(
+                model, source.path, gates, folder=label or str(folder), dtype=manifest.dtype, source_sha256=source.sha256,
+                weights_sha256=sha256_file(folder / manifest.weights_file), log=log,
+            )
+        except RuntimeError as error:
+            raise ChecksError(str(error)) from None
+        return _record(folder, manifest, report)
     spec = config.specifications
     ref32, reference_name = reference.reference_model(source, config)
     ref64 = reference.as_float64(ref32)
@@ -95,6 +106,11 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
         pipeline=pipeline,
         drift_vs_float32=_drift(drift_parts, spec),
     )
+    return _record(folder, manifest, report)
+
+
+def _record(folder: Path, manifest: Manifest, report: CheckReport | EmbeddingCheckReport) -> CheckReport | EmbeddingCheckReport:
+    """Write checks.json and the summary in the manifest, tied to the weights' sha256."""
     (folder / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")
     manifest.checks = ChecksSummary(passed=report.passed, weights_sha256=report.weights_sha256, summary=report.summary())
     (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Read a PyanNet's architecture from a checkpoint: hyper-parameters and task specifications."""
+"""Read a model's architecture from a checkpoint: PyanNet (segmentation) or WeSpeakerResNet34 (embeddings)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlx_segmentation.config import LinearConfig, LSTMConfig, ModelConfig, SincNetConfig, Specifications
+from mlx_segmentation.config import (
+    EmbeddingConfig,
+    FbankConfig,
+    LinearConfig,
+    LSTMConfig,
+    ModelConfig,
+    ResNetConfig,
+    SincNetConfig,
+    Specifications,
+)
 from mlx_segmentation.pyannet import frame_timing
 
 from .errors import ArchitectureError
@@ -14,6 +23,15 @@ from .reader import SourceCheckpoint
 
 PYANNET = "pyannote.audio.models.segmentation.PyanNet.PyanNet"
 PYANNET_ALIASES = {PYANNET, "pyannote.audio.models.segmentation.PyanNet"}
+WESPEAKER = "pyannote.audio.models.embedding.wespeaker.WeSpeakerResNet34"
+WESPEAKER_ALIASES = {WESPEAKER, "pyannote.audio.models.embedding.WeSpeakerResNet34"}
+# WeSpeakerResNet34.__init__'s defaults (pyannote/audio/models/embedding/wespeaker/__init__.py);
+# pyannote's own conversion script saves no hyper-parameters, so these are often all there is.
+WESPEAKER_DEFAULTS = {
+    "sample_rate": 16000, "num_channels": 1, "num_mel_bins": 80, "frame_length": 25, "frame_shift": 10,
+    "dither": 0.0, "window_type": "hamming", "use_energy": False, "round_to_power_of_two": True,
+    "snip_edges": True, "fbank_centering_span": None,
+}
 
 # PyanNet's defaults (pyannote/audio/models/segmentation/PyanNet.py), merged under the stored
 # hyper-parameters exactly as PyanNet.__init__ does with merge_dict.
@@ -22,10 +40,12 @@ LSTM_DEFAULTS = {"hidden_size": 128, "num_layers": 2, "bidirectional": True, "mo
 LINEAR_DEFAULTS = {"hidden_size": 128, "num_layers": 2}
 
 
-def model_config(source: SourceCheckpoint) -> ModelConfig:
+def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
     """Build the MLX model's config from what the checkpoint stores."""
+    if source.architecture in WESPEAKER_ALIASES:
+        return embedding_config(source)
     if source.architecture not in PYANNET_ALIASES:
-        raise ArchitectureError(f"{source.path}: architecture {source.architecture} is not PyanNet")
+        raise ArchitectureError(f"{source.path}: architecture {source.architecture} is neither PyanNet nor WeSpeakerResNet34")
     if source.specifications is None:
         raise ArchitectureError(f"{source.path}: the checkpoint stores no task specifications")
     hparams = source.hyper_parameters
@@ -49,6 +69,20 @@ def model_config(source: SourceCheckpoint) -> ModelConfig:
         )
     except ValidationError as error:
         raise ArchitectureError(f"{source.path}: unsupported architecture ({_first_error(error)})") from None
+
+
+def embedding_config(source: SourceCheckpoint) -> EmbeddingConfig:
+    """WeSpeakerResNet34: fbank settings from the hyper-parameters (or the class defaults)."""
+    hparams = {**WESPEAKER_DEFAULTS, **source.hyper_parameters}
+    if hparams["fbank_centering_span"] is not None:
+        raise ArchitectureError(f"{source.path}: fbank_centering_span (running-average centring) is not supported")
+    if int(hparams["num_channels"]) != 1:
+        raise ArchitectureError(f"{source.path}: only mono WeSpeaker models are supported")
+    fbank = {key: hparams[key] for key in FbankConfig.model_fields}
+    try:
+        return EmbeddingConfig(sample_rate=int(hparams["sample_rate"]), num_channels=1, fbank=FbankConfig(**fbank), resnet=ResNetConfig())
+    except ValidationError as error:
+        raise ArchitectureError(f"{source.path}: unsupported fbank setting ({_first_error(error)})") from None
 
 
 def _specifications(stored: dict[str, Any]) -> Specifications:

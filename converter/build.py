@@ -7,8 +7,10 @@ from pathlib import Path
 
 from mlx.utils import tree_flatten
 
+from mlx_segmentation.config import EmbeddingConfig, ModelConfig
 from mlx_segmentation.manifest import CARD_FILE, Manifest
 from mlx_segmentation.pyannet import PyanNet
+from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
 from .architecture import model_config
 from .card import render_card
@@ -16,7 +18,9 @@ from .engine import apply_rules
 from .reader import read_checkpoint
 from .errors import ConverterError
 from .recipe import Gates, Recipe, default_gates
+from .rules import Rule
 from .rules.pyannet import pyannet_rules
+from .rules.wespeaker import wespeaker_rules
 from .writer import refuse_existing, seal, staging_folder, write_model
 
 
@@ -47,15 +51,10 @@ def build(
     log(f"reading {checkpoint}")
     source = read_checkpoint(checkpoint)
     config = model_config(source)
-    spec = config.specifications
-    log(
-        f"architecture: PyanNet, LSTM {config.lstm.num_layers} x {config.lstm.hidden_size} "
-        f"({'bi' if config.lstm.bidirectional else 'uni'}directional, {'monolithic' if config.lstm.monolithic else 'per layer'}), "
-        f"linear {config.linear.num_layers} x {config.linear.hidden_size}, {spec.num_outputs} outputs "
-        f"({'powerset' if spec.powerset else spec.problem.lower()}), {spec.duration:g} s windows"
-    )
-    expected = {name: tuple(p.shape) for name, p in tree_flatten(PyanNet(config).parameters())}
-    mapped = apply_rules(source.tensors, pyannet_rules(config.sample_rate), expected)
+    log(f"architecture: {describe(config)}")
+    model, rules = model_and_rules(config)
+    expected = {name: tuple(p.shape) for name, p in tree_flatten(model.parameters())}
+    mapped = apply_rules(source.tensors, rules, expected)
     log(f"mapped {len(source.tensors)} source tensors to {len(mapped)} MLX parameters")
     with staging_folder(out, force) as staging:
         manifest = write_model(staging, config, mapped, source, dtype)
@@ -66,9 +65,33 @@ def build(
             log("running parity checks")
             report = run_parity_checks(staging, source, gates, label=str(out), log=log)
             passed, summary, table = report.passed, report.summary(), report.table()
-            (staging / CARD_FILE).write_text(render_card(staging, recipe))
+            if isinstance(config, ModelConfig):  # the model card covers segmentation models only, so far
+                (staging / CARD_FILE).write_text(render_card(staging, recipe))
         manifest = seal(staging)
     return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary, checks_table=table)
+
+
+def model_and_rules(config: ModelConfig | EmbeddingConfig) -> tuple[PyanNet | WeSpeakerResNet34, list[Rule]]:
+    """The MLX model a config describes, and the rules that map its checkpoint."""
+    if isinstance(config, EmbeddingConfig):
+        return WeSpeakerResNet34(config), wespeaker_rules()
+    return PyanNet(config), pyannet_rules(config.sample_rate)
+
+
+def describe(config: ModelConfig | EmbeddingConfig) -> str:
+    if isinstance(config, EmbeddingConfig):
+        f, r = config.fbank, config.resnet
+        return (
+            f"WeSpeakerResNet34 (blocks {'-'.join(map(str, r.num_blocks))}, {r.m_channels} channels, "
+            f"{r.embed_dim}-d embeddings), {f.num_mel_bins}-bin fbank, {f.frame_length:g}/{f.frame_shift:g} ms, {f.window_type}"
+        )
+    spec = config.specifications
+    return (
+        f"PyanNet, LSTM {config.lstm.num_layers} x {config.lstm.hidden_size} "
+        f"({'bi' if config.lstm.bidirectional else 'uni'}directional, {'monolithic' if config.lstm.monolithic else 'per layer'}), "
+        f"linear {config.linear.num_layers} x {config.linear.hidden_size}, {spec.num_outputs} outputs "
+        f"({'powerset' if spec.powerset else spec.problem.lower()}), {spec.duration:g} s windows"
+    )
 
 
 def _require_reference() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_segmentation.config import ModelConfig
+from mlx_segmentation.config import EmbeddingConfig, ModelConfig
 from mlx_segmentation.loading import tensor_sha256
 from mlx_segmentation.manifest import (
     CONFIG_FILE,
@@ -59,7 +59,7 @@ def staging_folder(out: Path, force: bool) -> Iterator[Path]:
 
 
 def write_model(
-    folder: Path, config: ModelConfig, mapped: Mapping[str, Mapped], source: SourceCheckpoint, dtype: str
+    folder: Path, config: ModelConfig | EmbeddingConfig, mapped: Mapping[str, Mapped], source: SourceCheckpoint, dtype: str
 ) -> Manifest:
     """Write model.safetensors, config.json and manifest.json into `folder`."""
     weights = {name: mx.array(item.array).astype(DTYPES[dtype]) for name, item in sorted(mapped.items())}
@@ -77,7 +77,8 @@ def write_model(
             versions=source.versions,
         ),
         dtype=dtype,
-        sincnet_filters="precomputed",
+        sincnet_filters=None if isinstance(config, EmbeddingConfig) else "precomputed",
+        batchnorm="kept" if isinstance(config, EmbeddingConfig) else None,
         weights_sha256=sha256_file(folder / WEIGHTS_FILE),
         tensors={
             name: TensorRecord(

@@ -106,3 +106,41 @@ class ModelConfig(BaseModel):
     linear: LinearConfig
     specifications: Specifications
     frames: FrameTiming
+
+
+class FbankConfig(BaseModel):
+    """torchaudio.compliance.kaldi.fbank's settings, as pyannote's WeSpeaker models pass them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_mel_bins: int = 80
+    frame_length: float = 25.0  # milliseconds
+    frame_shift: float = 10.0  # milliseconds
+    window_type: Literal["hamming"] = "hamming"
+    dither: Literal[0.0] = 0.0
+    round_to_power_of_two: Literal[True] = True
+    snip_edges: Literal[True] = True
+    use_energy: Literal[False] = False
+
+
+class ResNetConfig(BaseModel):
+    """WeSpeaker's ResNet of BasicBlocks with statistics pooling and one embedding layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_blocks: tuple[int, int, int, int] = (3, 4, 6, 3)
+    m_channels: int = 32
+    embed_dim: int = 256
+    two_emb_layer: Literal[False] = False
+
+
+class EmbeddingConfig(BaseModel):
+    """Validated content of an embedding model's `config.json` (pyannote's WeSpeakerResNet34)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_type: Literal["wespeaker_resnet"] = "wespeaker_resnet"
+    sample_rate: int
+    num_channels: int
+    fbank: FbankConfig
+    resnet: ResNetConfig

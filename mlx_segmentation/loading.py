@@ -9,9 +9,14 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from pydantic import ValidationError
 
-from .config import ModelConfig
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter
+
+from .config import EmbeddingConfig, ModelConfig
 from .manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_bytes
 from .pyannet import PyanNet, frame_timing
+from .wespeaker import WeSpeakerResNet34
 
 
 class ModelLoadError(Exception):
@@ -19,25 +24,28 @@ class ModelLoadError(Exception):
 
 
 MODEL_FILES = [CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE]
+AnyConfig = TypeAdapter(Annotated[ModelConfig | EmbeddingConfig, Field(discriminator="model_type")])
 
 
-def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet:
-    """Load a converted model from a folder or a Hub repo ("org/name"), verifying every tensor."""
+def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet | WeSpeakerResNet34:
+    """Load a converted model (segmentation or embedding) from a folder or a Hub repo ("org/name"),
+    verifying every tensor."""
     folder = Path(path_or_repo)
     if not folder.is_dir():
         if isinstance(path_or_repo, Path) or not _looks_like_repo_id(str(path_or_repo)):
             raise ModelLoadError(f"{folder}: no such model folder")
         folder = download(str(path_or_repo), revision=revision)
-    config = _read_model(folder / CONFIG_FILE, ModelConfig)
+    config = _read_model(folder / CONFIG_FILE, AnyConfig)
     manifest = _read_model(folder / MANIFEST_FILE, Manifest)
-    expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
-    if config.frames != expected_frames:
-        raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
+    if isinstance(config, ModelConfig):
+        expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
+        if config.frames != expected_frames:
+            raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
 
     weights = _read_weights(folder / WEIGHTS_FILE)
     verify_tensors(weights, manifest, folder)
 
-    model = PyanNet(config)
+    model = PyanNet(config) if isinstance(config, ModelConfig) else WeSpeakerResNet34(config)
     expected = dict(tree_flatten(model.parameters()))
     if set(expected) != set(weights):
         missing = sorted(set(expected) - set(weights))
@@ -107,13 +115,16 @@ def tensor_sha256(array: mx.array) -> str:
 
 
 def _read_model(path: Path, model_type):
+    """A pydantic model (or a TypeAdapter over several) validated from a JSON file."""
+    validate = model_type.validate_json if isinstance(model_type, TypeAdapter) else model_type.model_validate_json
+    name = "config" if isinstance(model_type, TypeAdapter) else model_type.__name__
     try:
-        return model_type.model_validate_json(path.read_bytes())
+        return validate(path.read_bytes())
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: missing") from None
     except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as error:
         first = str(error).splitlines()
-        raise ModelLoadError(f"{path}: invalid {model_type.__name__} ({'; '.join(first[:3])})") from None
+        raise ModelLoadError(f"{path}: invalid {name} ({'; '.join(first[:3])})") from None
 
 
 def _read_weights(path: Path) -> dict[str, mx.array]:

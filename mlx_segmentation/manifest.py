@@ -60,7 +60,8 @@ class Manifest(BaseModel):
     created: datetime
     source: SourceRecord
     dtype: str
-    sincnet_filters: Literal["precomputed"]  # filters computed from low_hz_/band_hz_ at conversion
+    sincnet_filters: Literal["precomputed"] | None = None  # PyanNet: filters computed from low_hz_/band_hz_ at conversion
+    batchnorm: Literal["kept"] | None = None  # WeSpeaker: batch norms kept (running statistics), not folded
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str
     tensors: dict[str, TensorRecord]

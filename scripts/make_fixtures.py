@@ -11,6 +11,10 @@
   with the trained SincNet.
 - `unidirectional.ckpt`: a unidirectional 2 x 96 monolithic LSTM and no linear layer, 4 speakers.
 - `not-pyannet.ckpt`: pyannote's SimpleSegmentationModel, which the converter must refuse.
+- `wespeaker.ckpt`: pyannote's WeSpeakerResNet34 (speaker embeddings; its real weights are gated on
+  the Hub) with seeded random weights, batch-norm running statistics and affine parameters drawn
+  away from 0 and 1, saved as pyannote's own wespeaker/convert.py saves it (REPRESENTATION task,
+  `on_save_checkpoint`, `torch.save`).
 
 Checkpoints are written by Lightning's `Trainer.save_checkpoint`, which calls pyannote's
 `Model.on_save_checkpoint`, so `Model.from_pretrained` loads them.
@@ -23,7 +27,7 @@ import logging
 import warnings
 from pathlib import Path
 
-FIXTURES = ("powerset", "per-layer", "unidirectional", "not-pyannet")
+FIXTURES = ("powerset", "per-layer", "unidirectional", "not-pyannet", "wespeaker")
 
 
 def _specifications(duration: float, classes: int, powerset_max_classes: int | None):
@@ -80,9 +84,44 @@ def _amplify(model, skip: set[str]) -> None:
                 tensor.mul_(10.0)
 
 
+def make_wespeaker(path: Path, seed: int = 0) -> Path:
+    """WeSpeakerResNet34 with seeded weights and batch norms whose statistics are far from 0 and 1."""
+    import lightning
+    import torch
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+
+    generator = torch.Generator().manual_seed(seed)
+    model = WeSpeakerResNet34()
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                size = module.num_features
+                module.running_mean.copy_(0.3 * torch.randn(size, generator=generator) + 0.2)
+                module.running_var.copy_(0.5 + 1.5 * torch.rand(size, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(size, generator=generator))
+                module.bias.copy_(0.2 * torch.randn(size, generator=generator))
+                module.num_batches_tracked.fill_(1000)
+            elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    model.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0)
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    checkpoint["pytorch-lightning_version"] = lightning.__version__
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
 def make_fixture(name: str, path: Path, trained: Path | None = None, seed: int = 0) -> Path:
     """Write fixture `name` to `path`; copy trained 2022 tensors of matching shapes from `trained`."""
     import torch
+
+    if name == "wespeaker":
+        return make_wespeaker(path, seed)
     from lightning.pytorch import Trainer
 
     torch.manual_seed(seed)

@@ -31,8 +31,9 @@ def fixture_checkpoints(tmp_path_factory, real_checkpoint) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def checkpoints(real_checkpoint, fixture_checkpoints) -> dict[str, Path]:
-    """Every convertible checkpoint, by name."""
-    return {"segmentation-2022": real_checkpoint, **{k: v for k, v in fixture_checkpoints.items() if k != "not-pyannet"}}
+    """Every convertible segmentation (PyanNet) checkpoint, by name."""
+    segmentation = {k: v for k, v in fixture_checkpoints.items() if k not in ("not-pyannet", "wespeaker")}
+    return {"segmentation-2022": real_checkpoint, **segmentation}
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,7 @@ def test_forbidden_global_is_named(tmp_path):
 
 def test_other_architecture_is_refused(fixture_checkpoints, tmp_path):
     result = converter("build", "--checkpoint", str(fixture_checkpoints["not-pyannet"]), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "SimpleSegmentationModel is not PyanNet")
+    assert_one_line_error(result, "SimpleSegmentationModel is neither PyanNet nor WeSpeakerResNet34")
     assert leftovers(tmp_path) == []
 
 

@@ -59,3 +59,17 @@ def sinc_filters(
 
     filters = np.concatenate([cos_filters, sin_filters]) / (2 * np.concatenate([band, band])[:, None])
     return filters[:, :, None]
+
+
+def conv2d_layout(weight: np.ndarray) -> np.ndarray:
+    """Conv2d weight: PyTorch (out, in, height, width) -> MLX (out, height, width, in)."""
+    return weight.transpose(0, 2, 3, 1)
+
+
+def batchnorm_running_var(running_var: np.ndarray, num_batches_tracked: np.ndarray | None) -> np.ndarray:
+    """The running variance as stored; the batch counter beside it must be a plain integer count."""
+    if num_batches_tracked is not None and (num_batches_tracked.dtype.kind not in "iu" or num_batches_tracked.size != 1):
+        raise ValueError("num_batches_tracked is not an integer count")
+    if (running_var < 0).any():
+        raise ValueError("negative running variance")
+    return running_var

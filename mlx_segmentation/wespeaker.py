@@ -1,0 +1,145 @@
+"""pyannote.audio's WeSpeakerResNet34 in MLX: kaldi fbank > ResNet34 > statistics pooling > embedding.
+
+Attribute names follow pyannote's state-dict keys (`resnet.layer2.0.shortcut.1.running_var`).
+Convolutions run channels-last: pyannote's (batch, 1, frequency, time) images are (batch, frequency,
+time, channels) here, so a kernel's height is frequency and its width time, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from . import fbank
+from .config import EmbeddingConfig
+
+BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
+POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
+
+
+class BasicBlock(nn.Module):
+    """WeSpeaker's BasicBlock: two 3x3 convolutions with batch norm, and a (projected) shortcut."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm(planes, eps=BN_EPS)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm(planes, eps=BN_EPS)
+        self.shortcut = []
+        if stride != 1 or in_planes != planes:
+            self.shortcut = [nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm(planes, eps=BN_EPS)]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        out = nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x
+        for layer in self.shortcut:
+            shortcut = layer(shortcut)
+        return nn.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """WeSpeaker's ResNet with TSTP pooling and one embedding layer (`two_emb_layer=False`)."""
+
+    def __init__(self, num_blocks: tuple[int, ...], m_channels: int, feat_dim: int, embed_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm(m_channels, eps=BN_EPS)
+        in_planes = m_channels
+        for index, (blocks, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2)), start=1):
+            planes = m_channels * 2 ** (index - 1)
+            layer = []
+            for block_stride in [stride] + [1] * (blocks - 1):
+                layer.append(BasicBlock(in_planes, planes, block_stride))
+                in_planes = planes
+            setattr(self, f"layer{index}", layer)
+        stats_dim = (feat_dim // 8) * m_channels * 8
+        self.seg_1 = nn.Linear(2 * stats_dim, embed_dim)
+
+    @property
+    def layers(self) -> list[list[BasicBlock]]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def stem(self, features: mx.array) -> mx.array:
+        """(batch, frames, mels) fbank -> (batch, mels, frames, m_channels)."""
+        return nn.relu(self.bn1(self.conv1(features.transpose(0, 2, 1)[..., None])))
+
+    def frames(self, features: mx.array) -> mx.array:
+        """Frame-level features (batch, channels x frequency, frames), flattened as pyannote's TSTP does."""
+        out = self.stem(features)
+        for layer in self.layers:
+            for block in layer:
+                out = block(out)
+        batch, frequency, frames, channels = out.shape
+        return out.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
+
+
+def statistics_pooling(sequences: mx.array, weights: mx.array | None = None) -> mx.array:
+    """pyannote's StatsPool: mean then unbiased standard deviation over frames, concatenated.
+
+    sequences (batch, features, frames); weights (batch, frames) or (batch, speakers, frames), resized
+    to the number of frames by nearest neighbour as F.interpolate does. Returns (batch, 2 x features),
+    or (batch, speakers, 2 x features) for weights with a speakers axis.
+    """
+    if weights is None:
+        mean = mx.mean(sequences, axis=-1)
+        std = mx.sqrt(mx.var(sequences, axis=-1, ddof=1))
+        return mx.concatenate([mean, std], axis=-1)
+    per_speaker = weights.ndim == 3
+    weights = (weights if per_speaker else weights[:, None]).astype(sequences.dtype)
+    num_frames, num_weights = sequences.shape[-1], weights.shape[-1]
+    if num_weights != num_frames:
+        weights = weights[..., nearest_indices(num_weights, num_frames)]
+    x = sequences[:, None]  # (batch, 1, features, frames)
+    w = weights[:, :, None]  # (batch, speakers, 1, frames)
+    v1 = w.sum(axis=-1) + POOL_EPS
+    mean = (x * w).sum(axis=-1) / v1
+    v2 = mx.square(w).sum(axis=-1)
+    variance = (mx.square(x - mean[..., None]) * w).sum(axis=-1) / (v1 - v2 / v1 + POOL_EPS)
+    pooled = mx.concatenate([mean, mx.sqrt(variance)], axis=-1)
+    return pooled if per_speaker else pooled[:, 0]
+
+
+def nearest_indices(size_in: int, size_out: int) -> mx.array:
+    """F.interpolate(mode="nearest")'s source index for each output position (float32 scale, floored)."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    indices = np.floor(np.arange(size_out, dtype=np.float32) * scale).astype(np.int64)
+    return mx.array(np.minimum(indices, size_in - 1).astype(np.int32))
+
+
+class WeSpeakerResNet34(nn.Module):
+    """Call it on (batch, samples) at 16 kHz, in [-1, 1]: (batch, embed_dim) speaker embeddings."""
+
+    def __init__(self, config: EmbeddingConfig):
+        super().__init__()
+        self.config = config
+        self.fbank = fbank.Fbank(config.fbank, config.sample_rate)
+        r = config.resnet
+        self.resnet = ResNet(r.num_blocks, r.m_channels, config.fbank.num_mel_bins, r.embed_dim)
+
+    @property
+    def dimension(self) -> int:
+        return self.config.resnet.embed_dim
+
+    @property
+    def min_num_samples(self) -> int:
+        """The shortest input: enough fbank frames for two pooled frames (the unbiased std needs two)."""
+        window, shift, _ = fbank.frame_sizes(self.config.fbank, self.config.sample_rate)
+        frames = 2
+        for _ in range(3):  # layer2..layer4 halve time (kernel 3, stride 2, padding 1)
+            frames = 2 * frames - 1
+        return window + (frames - 1) * shift
+
+    def __call__(self, waveforms: mx.array, weights: mx.array | None = None) -> mx.array:
+        """(batch, samples) or (batch, 1, samples) -> (batch, dimension); per-speaker with 3-d weights."""
+        if waveforms.ndim == 3 and waveforms.shape[1] == 1:
+            waveforms = waveforms[:, 0]
+        if waveforms.ndim != 2:
+            raise ValueError(f"expected waveforms shaped (batch, samples), got {tuple(waveforms.shape)}")
+        if waveforms.shape[1] < self.min_num_samples:
+            raise ValueError(f"{waveforms.shape[1]} samples is too short: the model needs at least {self.min_num_samples}")
+        dtype = self.resnet.seg_1.weight.dtype
+        frames = self.resnet.frames(self.fbank(waveforms).astype(dtype))
+        return self.resnet.seg_1(statistics_pooling(frames, weights))

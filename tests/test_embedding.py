@@ -1,0 +1,128 @@
+"""WeSpeakerResNet34 (speaker embeddings): fbank, pooling order, conversion with checks, loading, parity
+with genuine pyannote.audio on real speech."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import torch
+import torchaudio.compliance.kaldi as kaldi
+from pyannote.audio import Model
+from pyannote.audio.models.embedding.wespeaker.resnet import TSTP
+
+import mlx_segmentation
+from checks.embedding import speech_segments
+from mlx_segmentation.config import FbankConfig
+from mlx_segmentation.fbank import Fbank, mel_banks
+from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
+
+
+def kaldi_fbank(waveforms: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """torchaudio's fbank as pyannote's WeSpeaker models configure it (before centring)."""
+    return np.stack([
+        kaldi.fbank(torch.from_numpy(w).to(dtype)[None] * 32768, num_mel_bins=80, frame_length=25, frame_shift=10, dither=0.0,
+                    window_type="hamming", sample_frequency=16000, use_energy=False, round_to_power_of_two=True, snip_edges=True).double().numpy()
+        for w in waveforms
+    ])
+
+
+def test_mel_banks_are_torchaudios():
+    theirs, _ = kaldi.get_mel_banks(80, 512, 16000.0, 20.0, 0.0, 100.0, -500.0, 1.0)
+    ours = mel_banks(80, 512, 16000)
+    assert ours.shape == (80, 257) and not ours[:, 256].any()
+    np.testing.assert_array_equal(ours[:, :256], theirs.numpy())
+
+
+@pytest.mark.parametrize("seconds", [1.0, 3.3])
+def test_fbank_equals_torchaudio(seconds):
+    waveforms = speech_segments(seconds, 2)
+    ours = np.exp(np.array(Fbank(FbankConfig(), 16000).features(mx.array(waveforms))).astype(np.float64))
+    e32, e64 = np.exp(kaldi_fbank(waveforms, torch.float32)), np.exp(kaldi_fbank(waveforms, torch.float64))
+    assert ours.shape == e64.shape == (2, 1 + (int(seconds * 16000) - 400) // 160, 80)
+    scale = e64.max(axis=-1, keepdims=True)  # float32 FFT rounding is relative to each frame's energy
+    error, reference_error = np.abs((ours - e64) / scale).max(), np.abs((e32 - e64) / scale).max()
+    assert error <= 2 * reference_error, (error, reference_error)
+
+
+def test_fbank_centres_over_time():
+    waveforms = speech_segments(1.0, 1)
+    fbank = Fbank(FbankConfig(), 16000)
+    centred = np.array(fbank(mx.array(waveforms)))
+    np.testing.assert_allclose(centred.mean(axis=1), 0.0, atol=1e-5)
+
+
+def test_pooling_is_channel_major_mean_then_std():
+    """pyannote's TSTP on (batch, channels, frequency, frames) against ours on the same numbers, laid out
+    as our ResNet lays them out: a structured input, so that any other flattening order shows."""
+    batch, channels, frequency, frames = 2, 4, 3, 7
+    features = np.arange(batch * channels * frequency * frames, dtype=np.float32).reshape(batch, channels, frequency, frames)
+    features = features ** 1.5 % 11.0
+    theirs = TSTP()(torch.from_numpy(features)).numpy()
+    ours_layout = mx.array(features.transpose(0, 2, 3, 1))  # (batch, frequency, frames, channels)
+    flattened = ours_layout.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
+    np.testing.assert_allclose(np.array(statistics_pooling(flattened)), theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def wespeaker_build(fixture_checkpoints, tmp_path_factory):
+    """`python -m converter build` on the WeSpeaker fixture, checks included."""
+    out = tmp_path_factory.mktemp("wespeaker") / "model"
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "build", "--checkpoint", str(fixture_checkpoints["wespeaker"]), "--out", str(out)],
+        capture_output=True, text=True,
+    )
+    return run, out
+
+
+def test_build_passes_its_checks(wespeaker_build):
+    run, out = wespeaker_build
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "checks.json").read_text())
+    assert report["passed"] and report["ranking"]["same_order"]
+    names = [c["name"] for c in report["components"]]
+    assert names[0].startswith("fbank") and "pooling (mean, std)" in names and "resnet.layer4" in names
+    inputs = [c["input"] for c in report["full_model"]]
+    assert "speech 1 s" in inputs and "speech 10 s, 2 speakers' weights" in inputs
+    assert all(c["min_cosine"] >= 0.9999 for c in report["full_model"])
+
+
+def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_build, fixture_checkpoints):
+    _, out = wespeaker_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["batchnorm"] == "kept" and manifest["sincnet_filters"] is None
+    used = {key for record in manifest["tensors"].values() for key in record["source_keys"]}
+    state = torch.load(fixture_checkpoints["wespeaker"], weights_only=False)["state_dict"]  # our own fixture
+    assert used == set(state)
+    record = manifest["tensors"]["resnet.layer2.0.shortcut.1.running_var"]
+    assert record["source_keys"] == ["resnet.layer2.0.shortcut.1.running_var", "resnet.layer2.0.shortcut.1.num_batches_tracked"]
+    assert manifest["tensors"]["resnet.layer1.0.conv1.weight"]["shape"] == [32, 3, 3, 32]
+
+
+@pytest.mark.parametrize("seconds", [1.0, 10.0])
+def test_loaded_model_equals_pyannote(wespeaker_build, fixture_checkpoints, seconds):
+    _, out = wespeaker_build
+    model = mlx_segmentation.load(out)
+    assert isinstance(model, WeSpeakerResNet34) and model.dimension == 256
+    reference = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()
+    waveforms = speech_segments(seconds, 2)
+    weights = np.random.default_rng(1).random((2, 3, 40)).astype(np.float32)
+    with torch.inference_mode():
+        theirs = reference(torch.from_numpy(waveforms)[:, None]).numpy()
+        theirs_weighted = reference(torch.from_numpy(waveforms)[:, None], weights=torch.from_numpy(weights)).numpy()
+    ours = np.array(model(mx.array(waveforms)))
+    ours_weighted = np.array(model(mx.array(waveforms), mx.array(weights)))
+    assert ours.shape == (2, 256) and ours_weighted.shape == (2, 3, 256)
+    for a, b in ((ours, theirs), (ours_weighted, theirs_weighted)):
+        cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        assert cosine.min() >= 0.9999
+
+
+def test_too_short_input_is_refused(wespeaker_build):
+    model = mlx_segmentation.load(wespeaker_build[1])
+    with pytest.raises(ValueError, match="too short"):
+        model(mx.zeros((1, model.min_num_samples - 1)))
