@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--pipeline-batch", type=int, default=32, help="batch size of the whole-recording run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="also time each MLX stage at this batch size")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="MLX weights' dtype (PyTorch stays float32)")
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     args = parser.parse_args()
 
@@ -77,14 +78,15 @@ def main() -> None:
         "platform": platform.platform(),
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
         "mlx_device": str(mx.default_device()),
-        "lstm_kernel": recurrence.gpu_backend() or "portable",
+        "mlx_dtype": args.dtype,
+        "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None) or "portable",
         "torch_threads": torch.get_num_threads(),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
     }
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        folder = build(args.checkpoint, Path(tmp) / "model", run_checks=False, log=lambda m: None).out
+        folder = build(args.checkpoint, Path(tmp) / "model", dtype=args.dtype, run_checks=False, log=lambda m: None).out
         results["convert_seconds"] = round(time.perf_counter() - start, 2)
         model = mlx_segmentation.load(folder)
     source = read_checkpoint(args.checkpoint)

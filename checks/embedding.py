@@ -92,15 +92,29 @@ class EmbeddingCheckReport(BaseModel):
         return "\n".join(lines)
 
 
-def reference_models(checkpoint: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """pyannote.audio's own model from the checkpoint, in float32 and float64."""
+def reference_models(checkpoint: Path) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """The reference model from the checkpoint, in float32 and float64, and its name: pyannote.audio's
+    own when installed, else checks.torch_wespeaker (tests prove it bit-identical)."""
     try:
         from pyannote.audio import Model
     except ImportError:
-        raise RuntimeError("embedding checks need pyannote.audio (pip install 'mlx-segmentation[reference]')") from None
+        return (*(own_torch_model(checkpoint, dtype) for dtype in (torch.float32, torch.float64)), "checks.torch_wespeaker (pyannote.audio not installed)")
     ref32 = Model.from_pretrained(checkpoint).eval()  # trusted: the checkpoint the user asked to convert
     ref64 = Model.from_pretrained(checkpoint).eval().double()
-    return ref32, ref64
+    return ref32, ref64, "pyannote.audio"
+
+
+def own_torch_model(checkpoint: Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """checks.torch_wespeaker's model with the checkpoint's tensors (read by our safe reader)."""
+    from converter.architecture import embedding_config
+    from converter.reader import read_checkpoint
+
+    from .torch_wespeaker import TorchWeSpeakerResNet34
+
+    source = read_checkpoint(checkpoint)
+    model = TorchWeSpeakerResNet34(embedding_config(source))
+    model.load_state_dict({key: torch.from_numpy(value.copy()) for key, value in source.tensors.items()}, strict=True)
+    return model.eval().to(dtype)
 
 
 def speech_segments(seconds: float, count: int) -> np.ndarray:
@@ -229,7 +243,7 @@ def ranking_check(model: WeSpeakerResNet34, ref32) -> RankingCheck:
 
 
 def run_embedding_checks(model: WeSpeakerResNet34, checkpoint: Path, gates: Gates, *, folder: str, dtype: str, source_sha256: str, weights_sha256: str, log=print) -> EmbeddingCheckReport:
-    ref32, ref64 = reference_models(checkpoint)
+    ref32, ref64, reference_name = reference_models(checkpoint)
     sample_rate = model.config.sample_rate
     log("embedding component checks on 2 segments of real speech")
     components = component_checks(model, ref32, ref64, speech_segments(3.3, 2), gates)
@@ -256,7 +270,7 @@ def run_embedding_checks(model: WeSpeakerResNet34, checkpoint: Path, gates: Gate
         dtype=dtype,
         source_sha256=source_sha256,
         weights_sha256=weights_sha256,
-        reference="pyannote.audio",
+        reference=reference_name,
         gates=gates,
         versions=environment_versions(),
         platform=platform.platform(),

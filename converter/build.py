@@ -65,8 +65,7 @@ def build(
             log("running parity checks")
             report = run_parity_checks(staging, source, gates, label=str(out), log=log)
             passed, summary, table = report.passed, report.summary(), report.table()
-            if isinstance(config, ModelConfig):  # the model card covers segmentation models only, so far
-                (staging / CARD_FILE).write_text(render_card(staging, recipe))
+            (staging / CARD_FILE).write_text(render_card(staging, recipe))
         manifest = seal(staging)
     return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary, checks_table=table)
 

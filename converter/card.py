@@ -6,7 +6,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from mlx_segmentation.config import ModelConfig
+from mlx_segmentation.config import EmbeddingConfig
+from mlx_segmentation.loading import AnyConfig
 from mlx_segmentation.manifest import CHECKS_FILE, CONFIG_FILE, MANIFEST_FILE, Manifest
 
 from .recipe import Recipe
@@ -18,7 +19,9 @@ PYPI_NAME = "mlx-segmentation"
 
 def render_card(folder: Path, recipe: Recipe | None, repo_id: str | None = None) -> str:
     """The card's text: Hub YAML metadata, what the model is, usage, parity, provenance, license."""
-    config = ModelConfig.model_validate_json((folder / CONFIG_FILE).read_text())
+    config = AnyConfig.validate_json((folder / CONFIG_FILE).read_text())
+    if isinstance(config, EmbeddingConfig):
+        return render_embedding_card(folder, recipe, repo_id)
     manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
     spec = config.specifications
     data = ModelCardData(
@@ -69,6 +72,74 @@ or from the command line: `python -m mlx_segmentation meeting.wav --model {name}
 
 - source: `{manifest.source.file_name}`, sha256 `{manifest.source.sha256}`, {manifest.source.size:,} bytes
 - recorded versions: {", ".join(f"{k} {v}" for k, v in manifest.source.versions.items())}
+- converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}
+- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`
+
+## License and attribution
+
+{_license(recipe)}
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+EMBEDDING_TAGS = ["mlx", "pyannote", "speaker-embedding", "speaker-verification", "speaker-diarization"]
+EMBEDDING_TASK = "feature-extraction"
+
+
+def render_embedding_card(folder: Path, recipe: Recipe | None, repo_id: str | None = None) -> str:
+    """The card of a speaker-embedding model (WeSpeakerResNet34)."""
+    from checks.embedding import EmbeddingCheckReport
+
+    config = EmbeddingConfig.model_validate_json((folder / CONFIG_FILE).read_text())
+    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+    report = EmbeddingCheckReport.model_validate_json((folder / CHECKS_FILE).read_text())
+    data = ModelCardData(
+        library_name="mlx",
+        license=recipe.license if recipe else "other",
+        base_model=recipe.base_model if recipe else None,
+        pipeline_tag=EMBEDDING_TASK,
+        tags=EMBEDDING_TAGS,
+    )
+    name = repo_id or (recipe.target_repo if recipe else folder.name)
+    source = f"[{recipe.base_model}](https://huggingface.co/{recipe.base_model})" if recipe else f"`{manifest.source.file_name}`"
+    f, r = config.fbank, config.resnet
+    rows = ["| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | lowest cosine with pyannote float32 |", "| --- | --- | --- | --- |"]
+    rows += [f"| {c.input} | {c.max_abs_vs_float64:.1e} | {c.reference_float32_error:.1e} | {c.min_cosine:.8f} |" for c in report.full_model]
+    status = "All checks passed" if report.passed else f"Checks FAILED (first failure: {report.first_failure})"
+    body = f"""
+# {name}
+
+{recipe.description if recipe else "pyannote.audio's WeSpeakerResNet34 speaker-embedding model"}, converted from PyTorch
+to [MLX](https://github.com/ml-explore/mlx) from {source}, and checked against {report.reference}.
+
+| | |
+| --- | --- |
+| output | {r.embed_dim}-dimensional speaker embeddings, shaped (batch, {r.embed_dim}); (batch, speakers, {r.embed_dim}) with per-speaker frame weights |
+| input | (batch, samples) at {config.sample_rate} Hz, any length from 0.105 s |
+| front end | kaldi fbank, {f.num_mel_bins} mel bins, {f.frame_length:g} ms frames every {f.frame_shift:g} ms, {f.window_type} window, mean over time removed |
+| architecture | ResNet34 ({"-".join(map(str, r.num_blocks))} basic blocks, {r.m_channels} base channels), statistics pooling (mean, standard deviation), one linear layer; batch norms {manifest.batchnorm} |
+| weights | {manifest.dtype} |
+
+## Usage
+
+```python
+# pip install {PYPI_NAME}
+import mlx.core as mx
+import mlx_segmentation
+
+model = mlx_segmentation.load("{name}")
+embeddings = model(mx.zeros((2, 3 * {config.sample_rate})))  # (batch, samples) -> (batch, {r.embed_dim})
+```
+
+## Parity with pyannote.audio
+
+{status}: {report.summary()}
+
+{chr(10).join(rows)}
+
+## Provenance
+
+- source: `{manifest.source.file_name}`, sha256 `{manifest.source.sha256}`, {manifest.source.size:,} bytes
 - converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}
 - every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`
 

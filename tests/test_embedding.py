@@ -126,3 +126,39 @@ def test_too_short_input_is_refused(wespeaker_build):
     model = mlx_segmentation.load(wespeaker_build[1])
     with pytest.raises(ValueError, match="too short"):
         model(mx.zeros((1, model.min_num_samples - 1)))
+
+
+def test_own_torch_reference_is_pyannote(fixture_checkpoints):
+    """checks.torch_wespeaker (the reference where pyannote.audio is absent) is bit-identical to pyannote.audio."""
+    from checks.embedding import own_torch_model
+
+    ours = own_torch_model(fixture_checkpoints["wespeaker"])
+    theirs = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()
+    waveforms = torch.from_numpy(speech_segments(1.5, 2))[:, None]
+    weights = torch.from_numpy(np.random.default_rng(2).random((2, 2, 30)).astype(np.float32))
+    with torch.inference_mode():
+        for w in (None, weights, weights[:, 0]):
+            torch.testing.assert_close(ours(waveforms, weights=w), theirs(waveforms, weights=w), rtol=0, atol=0)
+
+
+def test_build_writes_an_embedding_model_card(wespeaker_build):
+    from huggingface_hub import ModelCard
+
+    _, out = wespeaker_build
+    card = ModelCard((out / "README.md").read_text())
+    assert card.data.library_name == "mlx" and card.data.pipeline_tag == "feature-extraction"
+    assert "speaker-embedding" in card.data.tags and "All checks passed" in card.text and "256-dimensional" in card.text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "README.md" in manifest["files"]
+
+
+def test_embedding_model_can_be_published(wespeaker_build):
+    """`push` verifies the checked embedding folder like a segmentation one (dry run: nothing is sent)."""
+    from converter.publish import push
+
+    _, out = wespeaker_build
+    lines: list[str] = []
+    push(out, "me/wespeaker-mlx", dry_run=True, log=lines.append)
+    printed = "\n".join(lines)
+    for name in ("model.safetensors", "config.json", "manifest.json", "checks.json", "README.md"):
+        assert name in printed
