@@ -23,3 +23,12 @@ for b in 1024 256 32; do
   python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 8 32 256 1024 --minutes 60 --pipeline-batch $b --profile $b --out "$OUT"/speed_gpu_b$b.json | head -8
 done
 MLX_SEGMENTATION_LSTM_KERNEL=0 python3 benchmarks/speed.py --checkpoint "$CK" --batches 32 1024 --minutes 0 --out "$OUT"/speed_gpu_portable.json | head -3
+echo "== float16 / bfloat16 speed (MLX; PyTorch stays float32)"
+for dt in float16 bfloat16; do
+  python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 32 256 1024 --minutes 60 --pipeline-batch 1024 --dtype $dt --out "$OUT"/speed_gpu_$dt.json | head -6
+done
+# Embeddings: needs $D/wespeaker.ckpt (scripts/make_fixtures.py), sample.rttm beside sample.wav, and
+# torchaudio (its 2.11.0 wheel matches the machine's torch 2.11.0+cu130).
+echo "== WeSpeaker build + checks, and embedding speed"
+python3 -m converter build --checkpoint "$D"/wespeaker.ckpt --out /tmp/ws --force | tail -20
+python3 benchmarks/embedding_speed.py --checkpoint "$D"/wespeaker.ckpt --seconds 3 10 --batches 1 2 8 32 --out "$OUT"/embedding_speed_gpu.json
