@@ -23,12 +23,11 @@ import torch
 if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
     torch.backends.cudnn.version()
 import mlx.core as mx  # noqa: E402
+from speed import timed, torch_sync
 
 import mlx_segmentation
 from checks.embedding import reference_models, speech_segments
 from converter.build import build
-
-from speed import timed, torch_sync
 
 
 def main() -> None:

@@ -164,7 +164,7 @@ def component_checks(model: WeSpeakerResNet34, ref32, ref64, waveforms: np.ndarr
     results = []
     x32, x64 = torch.from_numpy(waveforms)[:, None], torch.from_numpy(waveforms).double()[:, None]
     with torch.inference_mode():
-        f32, f64 = ref32.compute_fbank(x32), ref64.compute_fbank(x64)
+        f64 = ref64.compute_fbank(x64)  # centred: the ResNet's input
         # kaldi.fbank itself, before pyannote's centring (compute_fbank without its last line)
         raw32, raw64 = (torch.vmap(ref._fbank)(x * (1 << 15)).double().numpy() for ref, x in ((ref32, x32), (ref64, x64)))
     ours = np.array(model.fbank.features(mx.array(waveforms))).astype(np.float64)

@@ -21,9 +21,9 @@ from mlx_segmentation.wespeaker import WeSpeakerResNet34
 from . import reference
 from .audio import read_mono, sample_wav, speech_chunks
 from .components import component_outputs
+from .embedding import EmbeddingCheckReport, run_embedding_checks
 from .metrics import compare, decide, full_model_check, probabilities
 from .pipeline import pipeline_check
-from .embedding import EmbeddingCheckReport, run_embedding_checks
 from .report import CheckReport, Drift, environment_versions
 from .signals import full_model_signals
 

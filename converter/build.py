@@ -15,8 +15,8 @@ from mlx_segmentation.wespeaker import WeSpeakerResNet34
 from .architecture import model_config
 from .card import render_card
 from .engine import apply_rules
-from .reader import read_checkpoint
 from .errors import ConverterError
+from .reader import read_checkpoint
 from .recipe import Gates, Recipe, default_gates
 from .rules import Rule
 from .rules.pyannet import pyannet_rules

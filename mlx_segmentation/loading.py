@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-from pydantic import ValidationError
-
-from typing import Annotated
-
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from .config import EmbeddingConfig, ModelConfig
 from .manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_bytes
