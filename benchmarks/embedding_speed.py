@@ -26,7 +26,7 @@ import mlx.core as mx  # noqa: E402
 from speed import timed, torch_sync
 
 import mlx_segmentation
-from checks.embedding import reference_models, speech_segments
+from checks.embedding import cosines, reference_models, speech_segments
 from converter.build import build
 
 
@@ -80,7 +80,7 @@ def main() -> None:
                 continue
             t_torch = timed(run_torch, args.repeats)
             ours, theirs = np.array(model(x_mlx)), run_torch().cpu().numpy()
-            cosine = float(((ours * theirs).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1))).min())
+            cosine = float(cosines(ours, theirs).min())
             audio_seconds = batch * seconds
             rows.append({
                 "seconds": seconds, "batch": batch,

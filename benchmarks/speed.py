@@ -38,8 +38,8 @@ from converter.architecture import model_config
 from converter.build import build
 from converter.reader import read_checkpoint
 from mlx_segmentation import recurrence
-from mlx_segmentation.inference import segment
 from mlx_segmentation.audio import open_audio
+from mlx_segmentation.inference import segment
 
 
 def timed(function, repeats: int) -> float:
@@ -141,8 +141,7 @@ def main() -> None:
         results["torch_peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
         results["pipeline_max_abs_score_diff"] = float(np.abs(segmentation.speech - torch_scores).max())
         if reference_name != "pyannote.audio":  # the yardstick: the same reference in float64
-            ref64 = reference.as_float64(ref)
-            ref64.register_forward_pre_hook(lambda module, inputs: (inputs[0].double(),))
+            ref64 = reference.as_float64_on_float32_inputs(ref)
             scores_64, _ = torch_pipeline(ref64, reference_name, recording, model, device, args.pipeline_batch)
             results["pipeline_mlx_vs_float64"] = float(np.abs(segmentation.speech - scores_64).max())
             results["pipeline_torch_float32_vs_float64"] = float(np.abs(torch_scores - scores_64).max())

@@ -25,7 +25,7 @@ from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
 
 from .audio import read_mono, sample_wav
 from .metrics import Metrics, compare
-from .report import environment_versions
+from .report import ReportHeader, environment_versions
 
 MIN_COSINE = 0.9999  # per embedding, against the float32 reference (issue #7's gate)
 LENGTHS = (1.0, 3.3, 10.0)  # seconds of speech per full-model check
@@ -52,18 +52,7 @@ class RankingCheck(BaseModel):
     passed: bool
 
 
-class EmbeddingCheckReport(BaseModel):
-    passed: bool
-    first_failure: str | None
-    created: datetime
-    model_folder: str
-    dtype: str
-    source_sha256: str
-    weights_sha256: str
-    reference: str
-    gates: Gates
-    versions: dict[str, str]
-    platform: str
+class EmbeddingCheckReport(ReportHeader):
     components: list[Metrics]
     full_model: list[EmbeddingCheck]
     ranking: RankingCheck
@@ -109,11 +98,12 @@ def own_torch_model(checkpoint: Path, dtype: torch.dtype = torch.float32) -> tor
     from converter.architecture import embedding_config
     from converter.reader import read_checkpoint
 
+    from .reference import state_dict
     from .torch_wespeaker import TorchWeSpeakerResNet34
 
     source = read_checkpoint(checkpoint)
     model = TorchWeSpeakerResNet34(embedding_config(source))
-    model.load_state_dict({key: torch.from_numpy(value.copy()) for key, value in source.tensors.items()}, strict=True)
+    model.load_state_dict(state_dict(source), strict=True)
     return model.eval().to(dtype)
 
 
@@ -135,8 +125,8 @@ def single_speaker_segments(seconds: float, per_speaker: int) -> tuple[np.ndarra
     chosen, labels = [], []
     for speaker in sorted({t[2] for t in turns}):
         found = 0
+        others = [(s, e) for s, e, w in turns if w != speaker]
         for start, end, who in sorted(turns):
-            others = [(s, e) for s, e, w in turns if w != speaker]
             t = start
             while who == speaker and t + seconds <= end and found < per_speaker:
                 if all(e <= t or s >= t + seconds for s, e in others):
@@ -198,7 +188,7 @@ def component_checks(model: WeSpeakerResNet34, ref32, ref64, waveforms: np.ndarr
     return results
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
@@ -208,7 +198,7 @@ def full_model_check(name: str, model: WeSpeakerResNet34, ref32, ref64, waveform
         out32 = ref32(torch.from_numpy(waveforms)[:, None], weights=w32).double().numpy()
         out64 = ref64(torch.from_numpy(waveforms).double()[:, None], weights=None if w32 is None else w32.double()).numpy()
     ours = np.array(model(mx.array(waveforms), None if weights is None else mx.array(weights)).astype(mx.float32)).astype(np.float64)
-    cosine = float(_cosines(ours, out32).min())
+    cosine = float(cosines(ours, out32).min())
     return EmbeddingCheck(
         input=name,
         shape=list(ours.shape),

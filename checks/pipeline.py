@@ -12,6 +12,8 @@ from mlx_segmentation.pyannet import PyanNet
 from mlx_segmentation.speech import detect_speech
 from mlx_segmentation.timeline import Region
 
+from .reference import as_float64_on_float32_inputs
+
 # Gates of the whole-recording issue.
 MAX_SCORE_DIFF = 2e-3  # the reference's own float32 rounding reaches 1.6e-3 on some inputs
 MAX_DETECTION_ERROR = 0.005
@@ -84,7 +86,7 @@ def pipeline_check(
     sample_rate = model.config.sample_rate
     ours = detect_speech(model, waveform, sample_rate=sample_rate, params=params)
     their_scores, their_speech = pyannote_speech(reference_model, waveform, sample_rate, params, name)
-    scores_64, _ = pyannote_speech(_float64(reference_model), waveform, sample_rate, params, name)
+    scores_64, _ = pyannote_speech(as_float64_on_float32_inputs(reference_model), waveform, sample_rate, params, name)
     our_speech = annotation(ours.regions, name)
     if not their_scores.shape == scores_64.shape == ours.segmentation.speech.shape:
         raise ValueError(f"{name}: aggregated scores shaped {ours.segmentation.speech.shape}, pyannote's {their_scores.shape}")
@@ -115,12 +117,3 @@ def pipeline_check(
         reference_detection_error_vs_truth=truth_errors[1],
         passed=score_diff_64 <= tolerance and error <= MAX_DETECTION_ERROR and regions == reference_regions,
     )
-
-
-def _float64(reference_model):
-    """A float64 copy of the reference that takes the pipeline's float32 chunks."""
-    from .reference import as_float64
-
-    model = as_float64(reference_model)
-    model.register_forward_pre_hook(lambda module, args: (args[0].double(),))
-    return model

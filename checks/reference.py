@@ -31,7 +31,7 @@ def own_torch_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.M
     from .torch_pyannet import TorchPyanNet
 
     model = TorchPyanNet(config)
-    model.load_state_dict(_state_dict(source), strict=True)
+    model.load_state_dict(state_dict(source), strict=True)
     return model.eval()
 
 
@@ -60,17 +60,25 @@ def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Mo
         permutation_invariant=spec.permutation_invariant,
     )
     model.build()
-    model.load_state_dict(_state_dict(source), strict=True)
+    model.load_state_dict(state_dict(source), strict=True)
     return model.eval()
 
 
-def _state_dict(source: SourceCheckpoint) -> dict[str, torch.Tensor]:
+def state_dict(source: SourceCheckpoint) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors (read by our safe reader) as a torch state dict."""
     return {key: torch.from_numpy(np.array(value)) for key, value in source.tensors.items()}
 
 
 def as_float64(model: torch.nn.Module) -> torch.nn.Module:
     """A float64 copy: the yardstick for float32 rounding (`model.double()`)."""
     return copy.deepcopy(model).double().eval()
+
+
+def as_float64_on_float32_inputs(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy that takes float32 inputs (as pipelines feed them) and computes in float64."""
+    model64 = as_float64(model)
+    model64.register_forward_pre_hook(lambda module, args: (args[0].double(), *args[1:]))
+    return model64
 
 
 def run(model: torch.nn.Module, waveforms: np.ndarray) -> np.ndarray:

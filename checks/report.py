@@ -22,7 +22,9 @@ class Drift(BaseModel):
     decision_agreement: float  # fraction of all frame decisions equal to float32's
 
 
-class CheckReport(BaseModel):
+class ReportHeader(BaseModel):
+    """What every check report starts with: the outcome, and the exact weights and setting it is about."""
+
     passed: bool
     first_failure: str | None  # the first failing component in forward order, if any check failed
     created: datetime
@@ -34,6 +36,9 @@ class CheckReport(BaseModel):
     gates: Gates
     versions: dict[str, str]  # python, mlx, numpy, torch, pyannote.audio
     platform: str
+
+
+class CheckReport(ReportHeader):
     components: list[Metrics]
     full_model: list[FullModelCheck]
     pipeline: list[PipelineCheck]

@@ -84,8 +84,7 @@ def test_windows_and_aggregation_equal_pyannote_inference(seconds, models):
     from pyannote.audio import Inference
 
     model, pyannote_model = models["segmentation-2022"]
-    pyannote_64 = reference.as_float64(pyannote_model)
-    pyannote_64.register_forward_pre_hook(lambda module, args: (args[0].double(),))
+    pyannote_64 = reference.as_float64_on_float32_inputs(pyannote_model)
     speech, rate = read_mono(sample_wav())
     file = {"waveform": torch.from_numpy(speech[: int(seconds * rate)])[None], "sample_rate": rate}
     max_over_speakers = {"pre_aggregation_hook": lambda s: np.max(s, axis=-1, keepdims=True)}
