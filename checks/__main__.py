@@ -9,6 +9,7 @@ from pathlib import Path
 from converter.errors import ConverterError
 from converter.reader import read_checkpoint
 from converter.recipe import default_gates, load_recipe
+from converter.writer import seal
 from mlx_segmentation import ModelLoadError
 from mlx_segmentation.manifest import MANIFEST_FILE, Manifest
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         gates = load_recipe(args.recipe).gates.get(manifest.dtype) if args.recipe else None
         source = read_checkpoint(args.checkpoint)
         report = run_checks(args.folder, source, gates or default_gates(manifest.dtype), log=log)
+        seal(args.folder)
     except (ConverterError, ChecksError, ModelLoadError, OSError, ValueError) as error:
         log(f"error: {str(error).splitlines()[0]}")
         return 2

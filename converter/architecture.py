@@ -41,7 +41,7 @@ LINEAR_DEFAULTS = {"hidden_size": 128, "num_layers": 2}
 
 
 def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
-    """Build the MLX model's config from what the checkpoint stores."""
+    """Build the MLX model's config from what the checkpoint stores; every value is validated."""
     if source.architecture in WESPEAKER_ALIASES:
         return embedding_config(source)
     if source.architecture not in PYANNET_ALIASES:
@@ -49,26 +49,22 @@ def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
     if source.specifications is None:
         raise ArchitectureError(f"{source.path}: the checkpoint stores no task specifications")
     hparams = source.hyper_parameters
-    sample_rate = int(hparams.get("sample_rate", 16000))
-    sincnet = {**SINCNET_DEFAULTS, **hparams.get("sincnet", {})}
-    lstm = {**LSTM_DEFAULTS, **hparams.get("lstm", {})}
-    linear = {**LINEAR_DEFAULTS, **hparams.get("linear", {})}
-    if sample_rate != 16000:
-        raise ArchitectureError(f"{source.path}: PyanNet's SincNet supports 16000 Hz only, got {sample_rate}")
-    if int(hparams.get("num_channels", 1)) != 1:
-        raise ArchitectureError(f"{source.path}: only mono PyanNet models are supported")
+    sincnet = {**SINCNET_DEFAULTS, **_section(source, "sincnet")}
+    lstm = {**LSTM_DEFAULTS, **_section(source, "lstm")}
+    linear = {**LINEAR_DEFAULTS, **_section(source, "linear")}
     try:
+        stride = SincNetConfig(stride=sincnet["stride"]).stride
         return ModelConfig(
-            sample_rate=sample_rate,
-            num_channels=1,
-            sincnet=SincNetConfig(stride=sincnet["stride"]),
+            sample_rate=hparams.get("sample_rate", 16000),
+            num_channels=hparams.get("num_channels", 1),
+            sincnet=SincNetConfig(stride=stride),
             lstm=LSTMConfig(**{k: lstm[k] for k in ("hidden_size", "num_layers", "bidirectional", "monolithic")}),
-            linear=LinearConfig(**linear),
+            linear=LinearConfig(**{k: linear[k] for k in ("hidden_size", "num_layers")}),
             specifications=_specifications(source.specifications),
-            frames=frame_timing(sample_rate, sincnet["stride"]),
+            frames=frame_timing(16000, stride),
         )
     except ValidationError as error:
-        raise ArchitectureError(f"{source.path}: unsupported architecture ({_first_error(error)})") from None
+        raise ArchitectureError(f"{source.path}: unsupported hyper-parameter ({_first_error(error)})") from None
 
 
 def embedding_config(source: SourceCheckpoint) -> EmbeddingConfig:
@@ -76,13 +72,21 @@ def embedding_config(source: SourceCheckpoint) -> EmbeddingConfig:
     hparams = {**WESPEAKER_DEFAULTS, **source.hyper_parameters}
     if hparams["fbank_centering_span"] is not None:
         raise ArchitectureError(f"{source.path}: fbank_centering_span (running-average centring) is not supported")
-    if int(hparams["num_channels"]) != 1:
-        raise ArchitectureError(f"{source.path}: only mono WeSpeaker models are supported")
     fbank = {key: hparams[key] for key in FbankConfig.model_fields}
     try:
-        return EmbeddingConfig(sample_rate=int(hparams["sample_rate"]), num_channels=1, fbank=FbankConfig(**fbank), resnet=ResNetConfig())
+        return EmbeddingConfig(
+            sample_rate=hparams["sample_rate"], num_channels=hparams["num_channels"], fbank=FbankConfig(**fbank), resnet=ResNetConfig()
+        )
     except ValidationError as error:
-        raise ArchitectureError(f"{source.path}: unsupported fbank setting ({_first_error(error)})") from None
+        raise ArchitectureError(f"{source.path}: unsupported hyper-parameter ({_first_error(error)})") from None
+
+
+def _section(source: SourceCheckpoint, name: str) -> dict[str, Any]:
+    """One block's hyper-parameters (`sincnet`, `lstm`, `linear`): a dictionary of named values."""
+    section = source.hyper_parameters.get(name, {})
+    if not isinstance(section, dict) or not all(isinstance(key, str) for key in section):
+        raise ArchitectureError(f"{source.path}: hyper-parameter {name} is not a dictionary of named values")
+    return section
 
 
 def _specifications(stored: dict[str, Any]) -> Specifications:
@@ -95,4 +99,6 @@ def _specifications(stored: dict[str, Any]) -> Specifications:
 
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    block = "" if error.title in ("ModelConfig", "EmbeddingConfig") else error.title.removesuffix("Config").lower()
+    where = ".".join(str(part) for part in (block, *first["loc"]) if part != "")
+    return f"{where}: {first['msg']}, got {first.get('input')!r:.60}"

@@ -14,14 +14,14 @@ from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
 from .architecture import model_config
 from .card import render_card
-from .engine import apply_rules
-from .errors import ConverterError
-from .reader import read_checkpoint
+from .engine import Mapped, apply_rules
+from .errors import ArchitectureError, ConverterError
+from .reader import SourceCheckpoint, read_checkpoint
 from .recipe import Gates, Recipe, default_gates
 from .rules import Rule
 from .rules.pyannet import pyannet_rules
 from .rules.wespeaker import wespeaker_rules
-from .writer import refuse_existing, seal, staging_folder, write_model
+from .writer import check_output, output_lock, seal, staging_folder, write_model
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,14 @@ def build(
     run_checks: bool = True,
     log=print,
 ) -> BuildResult:
-    refuse_existing(out, force)
+    check_output(out, force, protected=[checkpoint])
     if run_checks:
         gates = gates or (recipe.gates.get(dtype) if recipe else None) or default_gates(dtype)
         _require_reference()
-    log(f"reading {checkpoint}")
-    source = read_checkpoint(checkpoint)
-    config = model_config(source)
-    log(f"architecture: {describe(config)}")
-    model, rules = model_and_rules(config)
-    expected = {name: tuple(p.shape) for name, p in tree_flatten(model.parameters())}
-    mapped = apply_rules(source.tensors, rules, expected)
-    log(f"mapped {len(source.tensors)} source tensors to {len(mapped)} MLX parameters")
-    with staging_folder(out, force) as staging:
+    with output_lock(out, force) as target, staging_folder(target) as staging:
+        log(f"reading {checkpoint}")
+        source = read_checkpoint(checkpoint)
+        config, mapped = convert(source, log)
         manifest = write_model(staging, config, mapped, source, dtype)
         passed, summary, table = None, "not run", ""
         if run_checks:
@@ -68,6 +63,23 @@ def build(
             (staging / CARD_FILE).write_text(render_card(staging, recipe))
         manifest = seal(staging)
     return BuildResult(out=out, manifest=manifest, checks_passed=passed, checks_summary=summary, checks_table=table)
+
+
+def convert(source: SourceCheckpoint, log=print) -> tuple[ModelConfig | EmbeddingConfig, dict[str, Mapped]]:
+    """The config and the mapped tensors of a checkpoint; whatever goes wrong is one `ConverterError`."""
+    try:
+        config = model_config(source)
+        log(f"architecture: {describe(config)}")
+        model, rules = model_and_rules(config)
+        expected = {name: tuple(p.shape) for name, p in tree_flatten(model.parameters())}
+        mapped = apply_rules(source.tensors, rules, expected)
+    except ConverterError:
+        raise
+    except Exception as error:  # a hostile checkpoint can provoke anything; it is still one line
+        detail = (str(error).splitlines() or [""])[0][:200]
+        raise ArchitectureError(f"{source.path}: cannot convert ({type(error).__name__}: {detail})") from None
+    log(f"mapped {len(source.tensors)} source tensors to {len(mapped)} MLX parameters")
+    return config, mapped
 
 
 def model_and_rules(config: ModelConfig | EmbeddingConfig) -> tuple[PyanNet | WeSpeakerResNet34, list[Rule]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .publish import push
 from .errors import ConverterError
 from .recipe import RECIPES_DIR, load_recipes
 from .sources import cached_source, fetch_source
-from .writer import DTYPES
+from .writer import DTYPES, check_output
 
 
 def log(message: str) -> None:
@@ -46,8 +47,13 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _terminated(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: staging folders and locks are removed on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.verb == "fetch":
             for recipe in load_recipes(args.recipes):
@@ -77,12 +83,12 @@ def _build(args: argparse.Namespace) -> int:
     else:
         if args.out is not None:
             raise ConverterError("--out needs --checkpoint (recipe builds go to --dist)")
-        jobs = []
-        for recipe in load_recipes(args.recipes):
-            checkpoint = cached_source(recipe)
-            if not checkpoint.is_file():
-                checkpoint = fetch_source(recipe, log=log)
-            jobs.append((checkpoint, args.dist / recipe.name, args.dtype or recipe.dtype, recipe))
+        jobs = [(cached_source(r), args.dist / r.name, args.dtype or r.dtype, r) for r in load_recipes(args.recipes)]
+    for checkpoint, out, _, _ in jobs:  # every output path, before any work
+        check_output(out, args.force, protected=[checkpoint])
+    for checkpoint, _, _, recipe in jobs:
+        if recipe is not None and not checkpoint.is_file():
+            fetch_source(recipe, log=log)
 
     results = [
         build(checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, run_checks=not args.no_checks, log=log)

@@ -12,7 +12,8 @@ from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from pydantic import ValidationError
 
-from mlx_segmentation.manifest import CARD_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_file
+from mlx_segmentation.loading import ModelLoadError, verify_folder
+from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, MANIFEST_FILE, WEIGHTS_FILE, ReportOutcome, sha256_file
 
 from .errors import ConverterError
 
@@ -32,16 +33,19 @@ class FileEntry:
 
 
 def verify_for_publishing(folder: Path) -> list[FileEntry]:
-    """Every file, re-hashed; refuse unless the manifest records passing checks for exactly these bytes."""
+    """Verify what `load()` verifies (every file it reads, every tensor), every other file, and that the
+    manifest and checks.json agree that the checks passed on exactly these weights; refuse otherwise."""
+    if not (folder / MANIFEST_FILE).is_file():
+        raise PublishError(f"{folder}: not a model folder (no {MANIFEST_FILE})")
     try:
-        manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
-    except (OSError, ValidationError) as error:
-        raise PublishError(f"{folder}: not a model folder ({str(error).splitlines()[0]})") from None
+        manifest = verify_folder(folder).manifest
+    except ModelLoadError as error:
+        raise PublishError(str(error)) from None
     if manifest.checks is None:
         raise PublishError(f"{folder}: the checks were never run on this model; build it without --no-checks")
     if not manifest.checks.passed:
         raise PublishError(f"{folder}: the model failed its checks ({manifest.checks.summary})")
-    on_disk = {path.name: path for path in folder.iterdir() if path.is_file() and path.name != MANIFEST_FILE}
+    on_disk = {path.name: path for path in folder.iterdir() if path.name != MANIFEST_FILE}
     if set(on_disk) != set(manifest.files):
         raise PublishError(
             f"{folder}: files differ from those checked (unexpected {sorted(set(on_disk) - set(manifest.files))}, "
@@ -49,14 +53,23 @@ def verify_for_publishing(folder: Path) -> list[FileEntry]:
         )
     entries = []
     for name, path in sorted(on_disk.items()):
+        if not path.is_file() or path.is_symlink():
+            raise PublishError(f"{folder}: {name} is not a regular file")
         digest = sha256_file(path)
         if digest != manifest.files[name]:
             raise PublishError(f"{folder}: {name} changed after the checks (sha256 {digest[:12]}..., recorded {manifest.files[name][:12]}...)")
         entries.append(FileEntry(name, path.stat().st_size, digest))
-    if manifest.files.get(WEIGHTS_FILE) != manifest.checks.weights_sha256:
+    if CARD_FILE not in manifest.files or CHECKS_FILE not in manifest.files:
+        raise PublishError(f"{folder}: no model card ({CARD_FILE}) or check report ({CHECKS_FILE})")
+    try:
+        outcome = ReportOutcome.model_validate_json((folder / CHECKS_FILE).read_bytes())
+    except ValidationError as error:
+        raise PublishError(f"{folder / CHECKS_FILE}: not a check report ({str(error).splitlines()[0]})") from None
+    recorded = (manifest.checks.passed, manifest.checks.weights_sha256, manifest.source.sha256)
+    if (outcome.passed, outcome.weights_sha256, outcome.source_sha256) != recorded:
+        raise PublishError(f"{folder}: {CHECKS_FILE} and {MANIFEST_FILE} disagree on the checks' outcome, weights or source")
+    if manifest.checks.weights_sha256 != manifest.weights_sha256:
         raise PublishError(f"{folder}: the checks ran on other weights than {WEIGHTS_FILE}")
-    if CARD_FILE not in manifest.files:
-        raise PublishError(f"{folder}: no model card ({CARD_FILE})")
     manifest_path = folder / MANIFEST_FILE
     return entries + [FileEntry(MANIFEST_FILE, manifest_path.stat().st_size, sha256_file(manifest_path))]
 

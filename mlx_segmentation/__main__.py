@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from .audio import AudioError
 from .binarize import BinarizeParams, default_speech_params
 from .loading import ModelLoadError, load
+from .pyannet import PyanNet
 from .speech import detect_speech
 
 PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than this
@@ -33,12 +36,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        model = load(args.model)
-        defaults = default_speech_params(model.specifications).model_dump()
-        chosen = {key: getattr(args, key) for key in defaults if getattr(args, key) is not None}
-        params = BinarizeParams(**{**defaults, **chosen})
+        for path in (args.rttm, args.scores):
+            check_output_file(path)
         if args.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
+        if args.step is not None and not (math.isfinite(args.step) and args.step > 0):
+            raise ValueError(f"--step must be a positive number of seconds, got {args.step}")
+        model = load(args.model)
+        if not isinstance(model, PyanNet):
+            raise ValueError(f"{args.model} holds a speaker-embedding model ({model.config.model_type}); speech detection needs a segmentation model")
+        params = speech_params(args, model)
         with tqdm(total=_expected_windows(args, model), unit="window", file=sys.stderr, disable=None, leave=False) as bar:
             if bar.total is None or bar.total * (args.step or 0.1 * model.specifications.duration) < PROGRESS_AFTER_SECONDS:
                 bar.disable = True
@@ -57,6 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     speech = sum(r.duration for r in result.regions)
     print(f"{len(result.regions)} speech regions, {speech:.1f} s of speech in {result.segmentation.num_samples / model.config.sample_rate:.1f} s", file=sys.stderr)
     return 0
+
+
+def check_output_file(path: Path | None) -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a file name")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise ValueError(f"{path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: the folder {parent} is not writable")
+
+
+def speech_params(args: argparse.Namespace, model: PyanNet) -> BinarizeParams:
+    """pyannote's defaults for this model, overridden by the options given; a bad value names its option."""
+    defaults = default_speech_params(model.specifications).model_dump()
+    chosen = {key: getattr(args, key) for key in defaults if getattr(args, key) is not None}
+    try:
+        return BinarizeParams(**{**defaults, **chosen})
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise ValueError(f"{option}: {first['msg'].lower()}, got {first['input']!r}") from None
 
 
 def _expected_windows(args: argparse.Namespace, model) -> int | None:

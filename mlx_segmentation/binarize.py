@@ -16,8 +16,8 @@ class BinarizeParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     onset: float = Field(ge=0.0, le=1.0)
     offset: float = Field(ge=0.0, le=1.0)
-    min_duration_on: float = Field(default=0.0, ge=0.0)
-    min_duration_off: float = Field(default=0.0, ge=0.0)
+    min_duration_on: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    min_duration_off: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
 
 
 # pyannote's VoiceActivityDetection defaults: the published values for pyannote/segmentation

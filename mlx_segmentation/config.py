@@ -6,9 +6,21 @@ from itertools import combinations
 from math import comb
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Problem = Literal["BINARY_CLASSIFICATION", "MONO_LABEL_CLASSIFICATION", "MULTI_LABEL_CLASSIFICATION"]
+
+# Ranges a real model can have, with room to spare; anything outside is refused when a checkpoint is
+# converted and when a model folder is loaded (the same models validate both).
+MAX_WINDOW_SECONDS = 600.0  # pyannote's models use 5 s and 10 s windows
+MAX_CLASSES = 64
+MAX_WIDTH = 4096  # hidden units of an LSTM or linear layer
+MAX_LAYERS = 32
+SampleRate = Annotated[int, Field(ge=1000, le=384_000)]
+Seconds = Annotated[float, Field(ge=0.0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False)]
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 
 
 class Specifications(BaseModel):
@@ -18,17 +30,25 @@ class Specifications(BaseModel):
 
     problem: Problem
     resolution: Literal["FRAME"]
-    duration: float
-    min_duration: float | None = None
-    warm_up: tuple[float, float] = (0.0, 0.0)
-    classes: list[str]
-    powerset_max_classes: int | None = None
+    duration: Annotated[Seconds, Field(gt=0.0)]
+    min_duration: Seconds | None = None
+    warm_up: tuple[Seconds, Seconds] = (0.0, 0.0)
+    classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=MAX_CLASSES)]
+    powerset_max_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)] | None = None
     permutation_invariant: bool = False
 
     @model_validator(mode="after")
-    def _powerset_needs_mono_label(self) -> Specifications:
+    def _consistent(self) -> Specifications:
         if self.powerset_max_classes is not None and self.problem != "MONO_LABEL_CLASSIFICATION":
             raise ValueError("powerset_max_classes only makes sense for MONO_LABEL_CLASSIFICATION")
+        if self.powerset_max_classes is not None and self.powerset_max_classes > len(self.classes):
+            raise ValueError(f"powerset_max_classes {self.powerset_max_classes} exceeds the {len(self.classes)} classes")
+        if self.powerset and self.num_powerset_classes > 1024:
+            raise ValueError(f"{self.num_powerset_classes} powerset classes is more than any real model has")
+        if self.min_duration is not None and self.min_duration > self.duration:
+            raise ValueError("min_duration exceeds duration")
+        if sum(self.warm_up) >= self.duration:
+            raise ValueError("warm_up covers the whole window")
         return self
 
     @property
@@ -62,21 +82,21 @@ class Specifications(BaseModel):
 
 class SincNetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    stride: int
+    stride: Annotated[int, Field(ge=1, le=1024)]  # samples between two SincNet filter positions
 
 
 class LSTMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    hidden_size: int
-    num_layers: int
+    hidden_size: Width
+    num_layers: Annotated[int, Field(ge=1, le=MAX_LAYERS)]
     bidirectional: bool
     monolithic: bool
 
 
 class LinearConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    hidden_size: int
-    num_layers: int
+    hidden_size: Width
+    num_layers: Annotated[int, Field(ge=0, le=MAX_LAYERS)]
 
 
 class FrameTiming(BaseModel):
@@ -99,8 +119,8 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_type: Literal["pyannet"] = "pyannet"
-    sample_rate: int
-    num_channels: int
+    sample_rate: Literal[16000]  # SincNet's filters are defined for 16 kHz
+    num_channels: Literal[1]
     sincnet: SincNetConfig
     lstm: LSTMConfig
     linear: LinearConfig
@@ -113,9 +133,9 @@ class FbankConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_mel_bins: int = 80
-    frame_length: float = 25.0  # milliseconds
-    frame_shift: float = 10.0  # milliseconds
+    num_mel_bins: Annotated[int, Field(ge=8, le=512)] = 80  # the ResNet pools frequency by 8
+    frame_length: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 25.0  # milliseconds
+    frame_shift: Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)] = 10.0  # milliseconds
     window_type: Literal["hamming"] = "hamming"
     dither: Literal[0.0] = 0.0
     round_to_power_of_two: Literal[True] = True
@@ -129,8 +149,8 @@ class ResNetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     num_blocks: tuple[int, int, int, int] = (3, 4, 6, 3)
-    m_channels: int = 32
-    embed_dim: int = 256
+    m_channels: Literal[32] = 32
+    embed_dim: Literal[256] = 256
     two_emb_layer: Literal[False] = False
 
 
@@ -140,7 +160,17 @@ class EmbeddingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_type: Literal["wespeaker_resnet"] = "wespeaker_resnet"
-    sample_rate: int
-    num_channels: int
+    sample_rate: SampleRate
+    num_channels: Literal[1]
     fbank: FbankConfig
     resnet: ResNetConfig
+
+    @model_validator(mode="after")
+    def _frames_fit(self) -> EmbeddingConfig:
+        window = int(self.sample_rate * self.fbank.frame_length * 0.001)
+        shift = int(self.sample_rate * self.fbank.frame_shift * 0.001)
+        if window < 2 or shift < 1:
+            raise ValueError(f"fbank frames of {window} samples every {shift} samples: too short at {self.sample_rate} Hz")
+        if self.fbank.num_mel_bins > window:
+            raise ValueError(f"{self.fbank.num_mel_bins} mel bins for {window}-sample frames")
+        return self

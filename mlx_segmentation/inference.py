@@ -165,8 +165,12 @@ def segment(
         raise ValueError(f"step must be in (0, {duration:g}] seconds, got {step:g}")
     if audio.sample_rate != model.config.sample_rate:
         raise ValueError(f"audio at {audio.sample_rate} Hz, the model expects {model.config.sample_rate} Hz")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     window_size = round(duration * audio.sample_rate)
     step_size = round(step * audio.sample_rate)
+    if step_size < 1:
+        raise ValueError(f"step must be at least one sample (1/{audio.sample_rate} s), got {step:g} s")
     chunks = SlidingWindow(start=0.0, duration=duration, step=step)
     frames = SlidingWindow(start=model.frames.start, duration=model.frames.duration, step=model.frames.step)
     aggregator = Aggregator(model.num_frames(window_size), chunks, frames, spec.warm_up)

@@ -1,8 +1,9 @@
-"""Load a converted model folder, verifying every tensor against the manifest."""
+"""Load a converted model folder, verifying every file against the manifest before it is parsed."""
 
 from __future__ import annotations
 
-import json
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -26,22 +27,14 @@ AnyConfig = TypeAdapter(Annotated[ModelConfig | EmbeddingConfig, Field(discrimin
 
 def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet | WeSpeakerResNet34:
     """Load a converted model (segmentation or embedding) from a folder or a Hub repo ("org/name"),
-    verifying every tensor."""
+    verifying every file it reads and every tensor."""
     folder = Path(path_or_repo)
     if not folder.is_dir():
         if isinstance(path_or_repo, Path) or not _looks_like_repo_id(str(path_or_repo)):
             raise ModelLoadError(f"{folder}: no such model folder")
         folder = download(str(path_or_repo), revision=revision)
-    config = _read_model(folder / CONFIG_FILE, AnyConfig)
-    manifest = _read_model(folder / MANIFEST_FILE, Manifest)
-    if isinstance(config, ModelConfig):
-        expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
-        if config.frames != expected_frames:
-            raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
-
-    weights = _read_weights(folder / WEIGHTS_FILE)
-    verify_tensors(weights, manifest, folder)
-
+    verified = verify_folder(folder)
+    config, weights = verified.config, verified.weights
     model = PyanNet(config) if isinstance(config, ModelConfig) else WeSpeakerResNet34(config)
     expected = dict(tree_flatten(model.parameters()))
     if set(expected) != set(weights):
@@ -52,6 +45,31 @@ def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet | 
     model.eval()
     mx.eval(model.parameters())
     return model
+
+
+@dataclass(frozen=True)
+class VerifiedFolder:
+    """A model folder whose config and weights match the sha256 its manifest records for them."""
+
+    manifest: Manifest
+    config: ModelConfig | EmbeddingConfig
+    weights: dict[str, mx.array]
+
+
+def verify_folder(folder: Path) -> VerifiedFolder:
+    """Read the manifest, then each file it vouches for, hash-checked before it is parsed."""
+    manifest = _parse(folder / MANIFEST_FILE, _read_file(folder / MANIFEST_FILE), Manifest)
+    config = _parse(folder / CONFIG_FILE, _verified_bytes(folder, CONFIG_FILE, manifest.files.get(CONFIG_FILE)), AnyConfig)
+    if isinstance(config, ModelConfig):
+        expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
+        if config.frames != expected_frames:
+            raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
+    weights_bytes = _verified_bytes(folder, WEIGHTS_FILE, manifest.weights_sha256)
+    if manifest.files.get(WEIGHTS_FILE, manifest.weights_sha256) != manifest.weights_sha256:
+        raise ModelLoadError(f"{folder / MANIFEST_FILE}: records two different sha256 for {WEIGHTS_FILE}")
+    weights = _parse_weights(folder / WEIGHTS_FILE, weights_bytes)
+    verify_tensors(weights, manifest, folder)
+    return VerifiedFolder(manifest, config, weights)
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
@@ -111,26 +129,41 @@ def tensor_sha256(array: mx.array) -> str:
     return sha256_bytes(memoryview(array))
 
 
-def _read_model(path: Path, model_type):
-    """A pydantic model (or a TypeAdapter over several) validated from a JSON file."""
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: missing") from None
+    except OSError as error:
+        raise ModelLoadError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+def _verified_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
+    """A file's bytes, refused unless they hash to what the manifest records."""
+    if sha256 is None:
+        raise ModelLoadError(f"{folder / MANIFEST_FILE}: records no sha256 for {name} (not a sealed model folder)")
+    data = _read_file(folder / name)
+    if sha256_bytes(data) != sha256:
+        raise ModelLoadError(f"{folder / name}: does not match its sha256 in the manifest (changed or corrupted)")
+    return data
+
+
+def _parse(path: Path, data: bytes, model_type):
+    """A pydantic model (or a TypeAdapter over several) validated from JSON bytes."""
     validate = model_type.validate_json if isinstance(model_type, TypeAdapter) else model_type.model_validate_json
     name = "config" if isinstance(model_type, TypeAdapter) else model_type.__name__
     try:
-        return validate(path.read_bytes())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: missing") from None
-    except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        return validate(data)
+    except (ValidationError, ValueError) as error:
         first = str(error).splitlines()
         raise ModelLoadError(f"{path}: invalid {name} ({'; '.join(first[:3])})") from None
 
 
-def _read_weights(path: Path) -> dict[str, mx.array]:
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: missing")
+def _parse_weights(path: Path, data: bytes) -> dict[str, mx.array]:
     try:
-        weights = mx.load(str(path))
+        weights = mx.load(io.BytesIO(data), format="safetensors")
     except Exception as error:  # mlx raises plain RuntimeError/ValueError on malformed files
-        raise ModelLoadError(f"{path}: truncated or not a safetensors file ({error})") from None
+        raise ModelLoadError(f"{path}: truncated or not a safetensors file ({str(error).splitlines()[0][:200]})") from None
     if not isinstance(weights, dict):
         raise ModelLoadError(f"{path}: not a safetensors file")
     return weights

@@ -52,6 +52,16 @@ class ChecksSummary(BaseModel):
     summary: str
 
 
+class ReportOutcome(BaseModel):
+    """The part of `checks.json` that the manifest's summary must agree with (the rest is the checks' own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    passed: bool
+    weights_sha256: str
+    source_sha256: str
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -44,3 +44,12 @@ def converted(tmp_path_factory, checkpoints) -> dict[str, Path]:
         name: build(path, folder / name, run_checks=False, log=lambda message: None).out
         for name, path in checkpoints.items()
     }
+
+
+@pytest.fixture(scope="session")
+def published(real_checkpoint, tmp_path_factory) -> Path:
+    """A checked build of the default recipe, as `python -m converter build` makes it."""
+    (recipe,) = [r for r in load_recipes() if r.name == "segmentation"]
+    out = tmp_path_factory.mktemp("published") / "segmentation"
+    build(real_checkpoint, out, recipe=recipe, log=lambda m: None)
+    return out

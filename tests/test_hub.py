@@ -24,15 +24,6 @@ from mlx_segmentation.manifest import Manifest
 FILES = ["README.md", "checks.json", "config.json", "manifest.json", "model.safetensors"]
 
 
-@pytest.fixture(scope="module")
-def published(real_checkpoint, tmp_path_factory):
-    """A checked build of the default recipe, as `python -m converter build` makes it."""
-    (recipe,) = load_recipes()
-    out = tmp_path_factory.mktemp("published") / "segmentation"
-    build(real_checkpoint, out, recipe=recipe, log=lambda m: None)
-    return out
-
-
 @pytest.fixture
 def folder(published, tmp_path):
     copy = tmp_path / "segmentation"
@@ -120,9 +111,9 @@ def test_dry_run_sends_nothing(folder):
 
 
 def test_refuses_a_file_changed_after_checking(folder):
-    config = folder / "config.json"
-    config.write_text(config.read_text().replace('"hidden_size": 128', '"hidden_size": 128 '))
-    with pytest.raises(PublishError, match="config.json changed after the checks"):
+    card = folder / "README.md"
+    card.write_text(card.read_text() + "\nedited\n")
+    with pytest.raises(PublishError, match="README.md changed after the checks"):
         push(folder, "me/seg", api=RecordingHub(), log=lambda m: None)
 
 

@@ -10,6 +10,7 @@ import mlx.nn as nn
 import pytest
 
 import mlx_segmentation
+from converter.writer import seal
 from mlx_segmentation import ModelLoadError
 
 
@@ -56,9 +57,19 @@ def test_tampered_weights_are_refused(folder):
         mlx_segmentation.load(folder)
 
 
+def reseal(folder):
+    """Re-record every file's sha256 in the manifest, as someone who edits the manifest too would."""
+    manifest = seal(folder)
+    manifest.weights_sha256 = manifest.files["model.safetensors"]
+    (folder / "manifest.json").write_text(manifest.model_dump_json())
+
+
 def test_truncated_weights_are_refused(folder):
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100_000])
+    with pytest.raises(ModelLoadError, match="does not match its sha256"):
+        mlx_segmentation.load(folder)
+    reseal(folder)  # the hashes agree now: the parser must still refuse the file
     with pytest.raises(ModelLoadError, match="truncated or not a safetensors file"):
         mlx_segmentation.load(folder)
 
@@ -83,5 +94,8 @@ def test_edited_frame_timing_is_refused(folder):
     config = json.loads((folder / "config.json").read_text())
     config["frames"]["step"] = 0.017
     (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="config.json: does not match its sha256"):
+        mlx_segmentation.load(folder)
+    reseal(folder)
     with pytest.raises(ModelLoadError, match="frame timing disagrees with the layers"):
         mlx_segmentation.load(folder)
