@@ -53,8 +53,8 @@ def verify_for_publishing(folder: Path) -> list[FileEntry]:
         )
     entries = []
     for name, path in sorted(on_disk.items()):
-        if not path.is_file() or path.is_symlink():
-            raise PublishError(f"{folder}: {name} is not a regular file")
+        if not path.is_file():
+            raise PublishError(f"{folder}: {name} is not a file")
         digest = sha256_file(path)
         if digest != manifest.files[name]:
             raise PublishError(f"{folder}: {name} changed after the checks (sha256 {digest[:12]}..., recorded {manifest.files[name][:12]}...)")

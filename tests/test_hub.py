@@ -18,7 +18,6 @@ from huggingface_hub.errors import HfHubHTTPError
 from converter import cli
 from converter.build import BuildResult, build
 from converter.publish import PublishError, push
-from converter.recipe import load_recipes
 from mlx_segmentation.manifest import Manifest
 
 FILES = ["README.md", "checks.json", "config.json", "manifest.json", "model.safetensors"]
@@ -182,13 +181,13 @@ def test_no_token_is_a_clear_error(folder, tmp_path):
     assert run.stderr.strip().splitlines()[-1] == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 
 
-def test_build_push_publishes_every_recipe_to_its_repo(monkeypatch, folder):
+def test_build_push_publishes_every_recipe_to_its_repo(monkeypatch, folder, tmp_path):
     pushed = []
     manifest = Manifest.model_validate_json((folder / "manifest.json").read_text())
     monkeypatch.setattr(cli, "build", lambda checkpoint, out, **kw: BuildResult(folder, manifest, True, "passed"))
     monkeypatch.setattr(cli, "cached_source", lambda recipe: folder / "model.safetensors")
     monkeypatch.setattr(cli, "push", lambda out, repo, **kw: pushed.append((out, repo)))
-    assert cli.main(["build", "--push"]) == 0
+    assert cli.main(["build", "--push", "--dist", str(tmp_path / "dist")]) == 0
     assert pushed == [(folder, "mlx-community/pyannote-segmentation")]
 
 
