@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 from pathlib import Path
 
@@ -47,13 +46,13 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _terminated(signum: int, frame) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C: staging folders and locks are removed on the way out
+def terminated(signum: int, frame) -> None:
+    """SIGTERM handler for the command line: unwind like Ctrl-C, so staging folders and locks are removed."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.verb == "fetch":
             for recipe in load_recipes(args.recipes):

@@ -3,7 +3,9 @@
 A checkpoint is a zip holding `data.pkl` and one file per tensor storage. The pickle is read by an
 unpickler that resolves only an allow-list of globals: the functions that rebuild tensors, plain
 containers, and the records that pyannote.audio, Lightning and omegaconf store, which are rebuilt as
-inert data. Anything else is refused by name before it could be called.
+inert data. Anything else is refused by name before it could be called. Tensors come out of the
+pickle as validated references; only the state dict's storages are then read, each bounded by the
+size the pickle declares for it (see the limits below).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mlx_segmentation.manifest import sha256_file
+from mlx_segmentation.manifest import sha256_bytes
 
 from .errors import CheckpointError, ForbiddenGlobalError
 
@@ -122,6 +124,7 @@ RECORD_GLOBALS = [
 MAX_TENSOR_ELEMENTS = 1 << 26  # 64M elements: 256 MiB in float32
 MAX_STATE_BYTES = 1 << 30  # all storages the state dict uses, together
 MAX_PICKLE_BYTES = 64 << 20  # data.pkl (21 kB in the 2022 checkpoint)
+MAX_CHECKPOINT_BYTES = 1 << 30  # the whole file (17.7 MB for the 2022 checkpoint, optimizer state included)
 MAX_DIMENSIONS = 8
 
 
@@ -278,8 +281,12 @@ def read_checkpoint(path: Path) -> SourceCheckpoint:
 
 
 def _read(path: Path) -> SourceCheckpoint:
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{size:,} bytes is larger than any checkpoint we convert ({MAX_CHECKPOINT_BYTES:,})")
+    data = path.read_bytes()  # read once: the sha256 recorded is that of the bytes parsed
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError):
         raise CheckpointError("not a PyTorch checkpoint (not a zip archive, or truncated)") from None
     with archive:
@@ -292,7 +299,7 @@ def _read(path: Path) -> SourceCheckpoint:
         fields = _interpret(payload)
         storages = _Storages(archive, prefix, big_endian=byteorder.strip() == b"big")
         tensors = {key: storages.materialize(tensor) for key, tensor in fields.pop("tensors").items()}
-    return SourceCheckpoint(path=path, size=path.stat().st_size, sha256=sha256_file(path), tensors=tensors, **fields)
+    return SourceCheckpoint(path=path, size=len(data), sha256=sha256_bytes(data), tensors=tensors, **fields)
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, limit: int, expected: int | None = None) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,54 @@ def test_crash_during_forced_rebuild_keeps_the_old_folder(fixture_checkpoints, t
         build(fixture_checkpoints["per-layer"], out, force=True, run_checks=False, log=lambda m: None)
     assert (out / "manifest.json").read_text() == before
     assert leftovers(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize(
+    ("out", "message", "force"),
+    [
+        ("{tmp}/link", "is a symbolic link", False),
+        ("{tmp}/file.txt/model", "not a writable folder", False),
+        (".", "holds the current folder", True),
+        ("..", "holds the current folder", True),
+        ("{tmp}/inputs", "holds {tmp}/inputs/model.ckpt, which the build reads", True),
+        ("/proc/no/such/place", "cannot create", False),
+    ],
+    ids=["dangling symlink", "parent is a file", "out is .", "out is ..", "out holds the checkpoint", "unwritable place"],
+)
+def test_output_paths_are_checked_before_any_work(out, message, force, fixture_checkpoints, tmp_path):
+    checkpoint = tmp_path / "inputs" / "model.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(fixture_checkpoints["unidirectional"].read_bytes())
+    (tmp_path / "work").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "file.txt").write_text("a file")
+    before = leftovers(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "converter", "build", "--checkpoint", str(checkpoint), "--out", out.replace("{tmp}", str(tmp_path)),
+         *(["--force"] if force else [])],
+        capture_output=True, text=True, cwd=tmp_path / "work",
+    )
+    assert_one_line_error(result, message.replace("{tmp}", str(tmp_path)))
+    assert "reading" not in result.stderr  # refused before the checkpoint was opened
+    assert leftovers(tmp_path) == before
+
+
+def test_non_utf8_output_path_is_refused(fixture_checkpoints, tmp_path):
+    out = os.fsencode(tmp_path) + b"/\xff\xfe"
+    result = subprocess.run(
+        [sys.executable.encode(), b"-m", b"converter", b"build", b"--checkpoint", os.fsencode(fixture_checkpoints["unidirectional"]), b"--out", out],
+        capture_output=True, text=True,
+    )
+    assert_one_line_error(result, "the path is not valid UTF-8")
+    assert leftovers(tmp_path) == []
+
+
+def test_every_recipe_output_is_checked_before_the_first_build(tmp_path):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for name in ("a", "b"):
+        (recipes / f"{name}.toml").write_text((Path(__file__).parent.parent / "models" / "segmentation.toml").read_text().replace('name = "segmentation"', f'name = "{name}"'))
+    (tmp_path / "dist" / "b").mkdir(parents=True)
+    result = converter("build", "--recipes", str(recipes), "--dist", str(tmp_path / "dist"), "--no-checks")
+    assert_one_line_error(result, "b already exists")
+    assert leftovers(tmp_path / "dist") == ["b"]

@@ -154,6 +154,12 @@ def deflate_bomb(path: Path) -> Path:
     return path
 
 
+def sparse_file(path: Path) -> Path:
+    with open(path, "wb") as file:
+        file.truncate(2 << 30)  # sparse: no disk used
+    return path
+
+
 def self_referencing_list(path: Path) -> Path:
     # an empty list, memoised, then appended to itself: l = []; l.append(l)
     opcodes = b"]" + b"q\x00" + b"h\x00" + b"a"
@@ -220,6 +226,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "stride-0 expansion": (one_tensor(numel=1, size=(100_000, 100_000), stride=(0, 0), data=bytes(4)), "more than 67,108,864 elements"),
     "stride-0 within the element limit": (one_tensor(numel=1, size=(1000,), stride=(0,), data=bytes(4)), "more elements than its storage (1)"),
     "bytes(10**13)": (inside_payload(Call(Global("builtins", "bytes"), (10**13,))), "bytes() from a count is not allowed"),
+    "2 GiB file": (sparse_file, "larger than any checkpoint we convert"),
     "pickle bomb": (member_header("archive/data.pkl", file_size=1 << 31), "archive/data.pkl holds 2,147,483,648 bytes"),
     # 6. malformed archives and records: one line, never a traceback
     "encrypted member": (member_header("archive/data/0", flags=0x1), "encrypted"),

@@ -197,3 +197,43 @@ def test_cli_writes_rttm_and_scores(converted, tmp_path):
     saved = np.load(scores)
     assert saved["data"].shape == (1779, 1)
     assert float(saved["step"]) == 270 / 16000 and float(saved["duration"]) == 991 / 16000 and float(saved["start"]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--step", "0.00001"], "step must be at least one sample (1/16000 s), got 1e-05 s"),
+        (["--step", "0"], "--step must be a positive number of seconds"),
+        (["--step", "nan"], "--step must be a positive number of seconds"),
+        (["--step", "6"], "step must be in (0, 5] seconds"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--onset", "2"], "--onset: input should be less than or equal to 1, got 2.0"),
+        (["--offset", "-0.5"], "--offset: input should be greater than or equal to 0"),
+        (["--min-duration-on", "inf"], "--min-duration-on: input should be a finite number"),
+        (["--rttm", "{tmp}/missing/out.rttm"], "the folder {tmp}/missing does not exist"),
+        (["--rttm", "{tmp}"], "is a folder, not a file name"),
+        (["--scores", "{tmp}/missing/scores.npz"], "does not exist"),
+    ],
+    ids=["step rounds to 0 samples", "step 0", "step NaN", "step over the window", "batch 0", "onset 2", "offset -0.5",
+         "infinite min-duration-on", "rttm in a missing folder", "rttm is a folder", "scores in a missing folder"],
+)
+def test_bad_options_get_one_clear_line_before_any_work(options, message, converted, tmp_path):
+    options = [o.replace("{tmp}", str(tmp_path)) for o in options]
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(converted["segmentation-2022"]), *options],
+        capture_output=True, text=True, timeout=60,
+    )
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert message.replace("{tmp}", str(tmp_path)) in errors[0]
+    assert run.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_embedding_model_is_named_as_such(fixture_checkpoints, tmp_path):
+    from converter.build import build
+
+    folder = build(fixture_checkpoints["wespeaker"], tmp_path / "wespeaker", run_checks=False, log=lambda m: None).out
+    run = subprocess.run([sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(folder)], capture_output=True, text=True)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1, run.stderr
+    assert "holds a speaker-embedding model (wespeaker_resnet); speech detection needs a segmentation model" in errors[0]
