@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 from pydantic import BaseModel
 
@@ -16,6 +18,9 @@ class Metrics(BaseModel):
     shape: list[int]
     max_abs_vs_float64: float
     reference_float32_error: float  # e = max |reference float32 - reference float64|
+    # c = max |perturbed float64 - float64| (reference.run_perturbed): how far float32 rounding alone
+    # moves float64's output; measured only where 2e is not enough, else None
+    reference_conditioning: float | None = None
     tolerance: float
     max_abs_vs_float32: float
     mean_abs_vs_float32: float
@@ -63,13 +68,20 @@ def compare(
     *,
     probabilities=lambda x: x,
     relative_floor: bool = False,
+    perturbed: Sequence[np.ndarray] = (),
 ) -> Metrics:
-    """Exactness: max |ours - float64| <= max(factor * e, floor).
+    """Exactness: max |ours - float64| <= max(factor * max(e, c), floor).
+
+    c is the spread of the `perturbed` float64 runs around float64 (0 without them): on an
+    ill-conditioned input (a 10 s LSTM on digital silence) float32 rounding anywhere moves the exact
+    output by more than PyTorch's own float32 run happens to, and no float32 computation can be held
+    closer to float64 than float64 itself stays under such rounding.
 
     Correlation: Pearson with the float32 reference >= min_correlation, or, where the reference's
     own float32 run correlates worse than that with float64 (ill-conditioned inputs such as
-    silence), 1 - Pearson(ours, float64) <= factor * (1 - Pearson(float32, float64)): the same
-    "as exact as PyTorch itself" rule as exactness.
+    silence), 1 - Pearson(ours, float64) <= factor * (1 - Pearson(float32, float64)), the latter
+    Pearson being the worst of the float32 and perturbed runs: the same "as exact as PyTorch
+    itself" rule as exactness.
 
     With `relative_floor` (intermediate activations, whose scale is not 1), the floor is multiplied by
     max(1, max |float64|): 1e-5 of an activation of 50 is a fraction of a float32 ulp otherwise.
@@ -79,18 +91,21 @@ def compare(
     ours, ref32, ref64 = (np.asarray(a, dtype=np.float64) for a in (ours, ref32, ref64))
     p_ours, p32, p64 = probabilities(ours), probabilities(ref32), probabilities(ref64)
     e = float(np.abs(p32 - p64).max())
+    perturbed = [np.asarray(p, dtype=np.float64) for p in perturbed]
+    c = max((float(np.abs(probabilities(p) - p64).max()) for p in perturbed), default=0.0)
     floor = gates.exactness_floor * (max(1.0, float(np.abs(p64).max())) if relative_floor else 1.0)
-    tolerance = max(gates.exactness_factor * e, floor)
+    tolerance = max(gates.exactness_factor * max(e, c), floor)
     error = float(np.abs(p_ours - p64).max())
     pearson, cosine = _correlation(ours.ravel(), ref32.ravel())
     pearson_64, _ = _correlation(ours.ravel(), ref64.ravel())
-    reference_pearson, _ = _correlation(ref32.ravel(), ref64.ravel())
+    reference_pearson = min(_correlation(r.ravel(), ref64.ravel())[0] for r in (ref32, *perturbed))
     correlated = pearson >= gates.min_correlation or (1 - pearson_64) <= gates.exactness_factor * (1 - reference_pearson)
     return Metrics(
         name=name,
         shape=list(ours.shape),
         max_abs_vs_float64=error,
         reference_float32_error=e,
+        reference_conditioning=c if perturbed else None,
         tolerance=tolerance,
         max_abs_vs_float32=float(np.abs(ours - ref32).max()),
         mean_abs_vs_float32=float(np.abs(ours - ref32).mean()),
@@ -147,7 +162,24 @@ def compare_decisions(ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, sp
     )
 
 
-def full_model_check(name: str, description: str, ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, spec: Specifications, gates: Gates) -> FullModelCheck:
+def full_model_check(
+    name: str,
+    description: str,
+    ours: np.ndarray,
+    ref32: np.ndarray,
+    ref64: np.ndarray,
+    spec: Specifications,
+    gates: Gates,
+    perturbed: Callable[[], Sequence[np.ndarray]] | None = None,
+) -> FullModelCheck:
+    """The gates with e; where they fail and `perturbed` is given, again with c (see `compare`).
+
+    c only ever widens the tolerance, so measuring it only where 2e is not enough (its float64 runs
+    are slow) gives the same outcome as measuring it everywhere.
+    """
     output = compare(name, ours, ref32, ref64, gates, probabilities=probabilities(spec))
     decisions = compare_decisions(ours, ref32, ref64, spec, output.tolerance, gates)
+    if perturbed is not None and gates.exactness_factor > 0 and not (output.passed and decisions.passed):
+        output = compare(name, ours, ref32, ref64, gates, probabilities=probabilities(spec), perturbed=perturbed())
+        decisions = compare_decisions(ours, ref32, ref64, spec, output.tolerance, gates)
     return FullModelCheck(input=name, description=description, output=output, decisions=decisions, passed=output.passed and decisions.passed)

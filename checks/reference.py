@@ -81,6 +81,38 @@ def as_float64_on_float32_inputs(model: torch.nn.Module) -> torch.nn.Module:
     return model64
 
 
+def run_perturbed(model: torch.nn.Module, waveforms: np.ndarray, seed: int) -> np.ndarray:
+    """`run` with every leaf module's output x replaced by fl32(s * x) / s, s = 1 + seed / 8.
+
+    That is float32 rounding (of x scaled by s, so that each seed rounds differently): each value
+    moves by at most float32's unit roundoff, equal values move equally (digital silence stays
+    constant, as in any float32 run) and different values independently. Seed 0 is the float64
+    model storing every module's output in float32. The spread of a few seeds around float64 is how
+    much float32 rounding alone moves the output on this input: its conditioning.
+    """
+    scale = 1.0 + seed / 8
+
+    def rounded(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return (value * scale).float().to(value.dtype) / scale
+        if isinstance(value, tuple):
+            return tuple(rounded(v) for v in value)
+        return value
+
+    leaves = [module for module in model.modules() if not list(module.children())]
+    handles = [module.register_forward_hook(lambda module, args, output: rounded(output)) for module in leaves]
+    try:
+        return run(model, waveforms)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def perturbed_runs(model: torch.nn.Module, waveforms: np.ndarray, draws: int) -> list[np.ndarray]:
+    """`run_perturbed` with seeds 0 to draws - 1."""
+    return [run_perturbed(model, waveforms, seed) for seed in range(draws)]
+
+
 def run(model: torch.nn.Module, waveforms: np.ndarray) -> np.ndarray:
     """(batch, samples) numpy -> (batch, frames, classes) numpy, in the model's dtype."""
     dtype = next(model.parameters()).dtype

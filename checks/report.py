@@ -73,6 +73,13 @@ class CheckReport(ReportHeader):
                 f"(vs float64 {p.max_abs_score_diff_vs_float64:.2e}, pyannote's own {p.reference_score_error:.2e}), detection error vs "
                 f"pyannote {100 * p.detection_error_vs_pyannote:.2f}%, regions {p.regions}/{p.reference_regions}{truth}  {_ok(p.passed)}"
             )
+        for check in self.full_model:
+            o = check.output
+            if o.reference_conditioning is not None:
+                lines.append(
+                    f"{check.input}: float32 rounding alone moves float64's output by c = {o.reference_conditioning:.2e} "
+                    f"(e = {o.reference_float32_error:.2e}): gated at max(2 max(e, c), floor)"
+                )
         drift = self.drift_vs_float32
         lines.append(
             f"drift vs float32 reference on real speech: max |dp| {drift.max_abs_probability:.2e}, mean {drift.mean_abs_probability:.2e}, "

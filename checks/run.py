@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
@@ -28,6 +29,7 @@ from .report import CheckReport, Drift, environment_versions
 from .signals import full_model_signals
 
 COMPONENT_WINDOWS = 2  # windows of real speech through the component checks
+CONDITIONING_DRAWS = 4  # perturbed float64 runs measuring an input's conditioning, where 2e is not enough
 
 
 class ChecksError(ConverterError):
@@ -71,7 +73,8 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
         log(f"full-model check: {signal.name}")
         ours = np.array(model(mx.array(signal.waveforms)).astype(mx.float32)).astype(np.float64)
         out32, out64 = reference.run(ref32, signal.waveforms), reference.run(ref64, signal.waveforms)
-        full_model.append(full_model_check(signal.name, signal.description, ours, out32, out64, spec, gates))
+        perturbed = partial(reference.perturbed_runs, ref64, signal.waveforms, CONDITIONING_DRAWS)
+        full_model.append(full_model_check(signal.name, signal.description, ours, out32, out64, spec, gates, perturbed))
         if signal.name.startswith("speech"):
             drift_parts.append((ours, out32))
 
