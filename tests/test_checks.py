@@ -52,7 +52,8 @@ def test_gates_hold_with_the_documented_formula(checked):
     _, report = checked
     for check in report.full_model:
         o = check.output
-        assert o.tolerance == max(2 * max(o.reference_float32_error, o.reference_conditioning or 0.0), 1e-5)
+        assert o.reference_conditioning is None  # the real model never needs c: 2e holds everywhere
+        assert o.tolerance == max(2 * o.reference_float32_error, 1e-5)
         assert o.max_abs_vs_float64 <= o.tolerance
         assert check.decisions.mismatches == 0
     speech = [c for c in report.full_model if c.input.startswith("speech")]
@@ -70,6 +71,29 @@ def test_an_ill_conditioned_input_is_gated_at_float64s_own_spread():
     assert metrics.tolerance == pytest.approx(8e-3)
     assert not compare("x", ref64 + 9e-3, ref32, ref64, Gates(), perturbed=spread).passed
     assert compare("x", ref64 + 1.5e-3, ref32, ref64, Gates(), perturbed=[ref64]).tolerance == pytest.approx(2e-3)
+
+
+# Classifier seeds of the segmentation-3.0-layout fixture whose digital silence is so ill-conditioned
+# that PyTorch's own float32 error e happened to be small: 2e refused these valid models (issue #11).
+ILL_CONDITIONED_SEEDS = (1, 2, 5)
+
+
+@pytest.mark.parametrize("seed", ILL_CONDITIONED_SEEDS)
+def test_ill_conditioned_silence_passes_with_c(seed, real_checkpoint, tmp_path):
+    """A valid powerset model is never refused by its own checks: silence is gated at float64's own
+    spread under float32 rounding (c), which is large there, while speech keeps the 2e gate."""
+    from make_fixtures import make_fixture
+
+    checkpoint = make_fixture("powerset", tmp_path / f"powerset-{seed}.ckpt", trained=real_checkpoint, seed=seed)
+    result = build(checkpoint, tmp_path / "model", log=quiet)
+    report = CheckReport.model_validate_json((result.out / "checks.json").read_text())
+    assert result.checks_passed, result.checks_table
+    for check in report.full_model:
+        output = check.output
+        c = output.reference_conditioning
+        assert output.tolerance == max(2 * max(output.reference_float32_error, c or 0.0), 1e-5)
+        if c is not None:  # measured only where 2e alone refused the input: float64 itself is undetermined there
+            assert c > output.reference_float32_error and output.max_abs_vs_float64 <= output.tolerance
 
 
 def test_manifest_summary_is_tied_to_the_checked_weights(checked):
