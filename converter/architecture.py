@@ -53,15 +53,15 @@ def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
     lstm = {**LSTM_DEFAULTS, **_section(source, "lstm")}
     linear = {**LINEAR_DEFAULTS, **_section(source, "linear")}
     try:
-        stride = SincNetConfig(stride=sincnet["stride"]).stride
+        sincnet_config = SincNetConfig(stride=sincnet["stride"])  # validated before frame_timing uses it
         return ModelConfig(
             sample_rate=hparams.get("sample_rate", 16000),
             num_channels=hparams.get("num_channels", 1),
-            sincnet=SincNetConfig(stride=stride),
+            sincnet=sincnet_config,
             lstm=LSTMConfig(**{k: lstm[k] for k in ("hidden_size", "num_layers", "bidirectional", "monolithic")}),
             linear=LinearConfig(**{k: linear[k] for k in ("hidden_size", "num_layers")}),
             specifications=_specifications(source.specifications),
-            frames=frame_timing(16000, stride),
+            frames=frame_timing(16000, sincnet_config.stride),
         )
     except ValidationError as error:
         raise ArchitectureError(f"{source.path}: unsupported hyper-parameter ({_first_error(error)})") from None

@@ -21,7 +21,7 @@ from .recipe import Gates, Recipe, default_gates
 from .rules import Rule
 from .rules.pyannet import pyannet_rules
 from .rules.wespeaker import wespeaker_rules
-from .writer import check_output, output_lock, seal, staging_folder, write_model
+from .writer import output_lock, seal, staging_folder, write_model
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,10 @@ def build(
     run_checks: bool = True,
     log=print,
 ) -> BuildResult:
-    check_output(out, force, protected=[checkpoint])
     if run_checks:
         gates = gates or (recipe.gates.get(dtype) if recipe else None) or default_gates(dtype)
         _require_reference()
-    with output_lock(out, force) as target, staging_folder(target) as staging:
+    with output_lock(out, force, protected=[checkpoint]) as target, staging_folder(target) as staging:
         log(f"reading {checkpoint}")
         source = read_checkpoint(checkpoint)
         config, mapped = convert(source, log)

@@ -54,8 +54,9 @@ def apply_rules(
             except ValueError as error:
                 problems.append(f"{target}: {error}")
                 continue
-            if np.asarray(array).dtype.kind != "f":
-                problems.append(f"{target} (from {', '.join(present)}) is {np.asarray(array).dtype}, not floating point")
+            array = np.asarray(array)
+            if array.dtype.kind != "f":
+                problems.append(f"{target} (from {', '.join(present)}) is {array.dtype}, not floating point")
                 continue
             used_by.update({key: rule.name for key in present})
             produced[target] = Mapped(np.ascontiguousarray(array), present, rule.name, rule.transform.__name__)

@@ -62,10 +62,10 @@ def check_output(out: Path, force: bool, protected: Sequence[Path] = ()) -> Path
 
 
 @contextmanager
-def output_lock(out: Path, force: bool) -> Iterator[Path]:
+def output_lock(out: Path, force: bool, protected: Sequence[Path] = ()) -> Iterator[Path]:
     """Hold `out` for one build: its parents created, an exclusive lock beside it, stale staging from a
     crashed build cleared (a folder a crash took away during --force is put back), then checked."""
-    out = check_output(out, force)
+    out = check_output(out, force, protected)
     created = [parent for parent in reversed(out.parents) if not parent.exists()]
     try:
         try:
