@@ -133,14 +133,6 @@ def decide(probs: np.ndarray, spec: Specifications) -> tuple[np.ndarray, np.ndar
     return probs > 0.5, np.abs(probs - 0.5)
 
 
-def speakers_of(classes: np.ndarray, spec: Specifications) -> np.ndarray:
-    """Powerset classes -> per-speaker activity (frames, speakers), pyannote's Powerset.to_multilabel."""
-    mapping = np.zeros((spec.num_powerset_classes, len(spec.classes)), dtype=bool)
-    for index, subset in enumerate(spec.powerset_classes()):
-        mapping[index, list(subset)] = True
-    return mapping[classes]
-
-
 def compare_decisions(ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, spec: Specifications, tolerance: float, gates: Gates) -> DecisionMetrics:
     to_probs = probabilities(spec)
     d_ours, _ = decide(to_probs(ours), spec)
@@ -150,7 +142,8 @@ def compare_decisions(ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, sp
     mismatches = int(((d_ours != d64) & clear).sum())
     speaker_mismatches = None
     if spec.powerset:
-        differ = (speakers_of(d_ours, spec) != speakers_of(d64, spec)).any(axis=-1)
+        mapping = spec.powerset_mapping()
+        differ = (mapping[d_ours] != mapping[d64]).any(axis=-1)
         speaker_mismatches = int((differ & clear).sum())
     return DecisionMetrics(
         compared=int(clear.sum()),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from itertools import combinations
 from math import comb
-from typing import Literal
+from typing import Annotated, Literal
 
-from typing import Annotated
-
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Problem = Literal["BINARY_CLASSIFICATION", "MONO_LABEL_CLASSIFICATION", "MULTI_LABEL_CLASSIFICATION"]
@@ -78,6 +77,14 @@ class Specifications(BaseModel):
             for size in range(self.powerset_max_classes + 1)
             for subset in combinations(range(len(self.classes)), size)
         ]
+
+    def powerset_mapping(self) -> np.ndarray:
+        """(powerset classes, speakers) 0/1 matrix: row k marks the speakers of class k, as pyannote's
+        `Powerset.mapping`; `mapping[classes]` decodes hard decisions to per-speaker activity."""
+        mapping = np.zeros((self.num_powerset_classes, len(self.classes)), dtype=np.float32)
+        for index, speakers in enumerate(self.powerset_classes()):
+            mapping[index, list(speakers)] = 1.0
+        return mapping
 
 
 class SincNetConfig(BaseModel):

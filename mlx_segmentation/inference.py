@@ -39,10 +39,7 @@ def to_multilabel(outputs: np.ndarray, model: PyanNet) -> np.ndarray:
     spec = model.specifications
     if not spec.powerset:
         return outputs
-    mapping = np.zeros((spec.num_powerset_classes, len(spec.classes)), dtype=np.float32)
-    for index, speakers in enumerate(spec.powerset_classes()):
-        mapping[index, list(speakers)] = 1.0
-    return mapping[outputs.argmax(axis=-1)]
+    return spec.powerset_mapping()[outputs.argmax(axis=-1)]
 
 
 @dataclass
