@@ -26,8 +26,11 @@ import mlx.core as mx  # noqa: E402
 from speed import timed, torch_sync
 
 import mlx_segmentation
-from checks.embedding import cosines, reference_models, speech_segments
+from checks.audio import speech_segments
+from checks.embedding_metrics import cosines
+from checks.reference import wespeaker_reference
 from converter.build import build
+from converter.reader import read_checkpoint
 
 
 def main() -> None:
@@ -51,10 +54,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        folder = build(args.checkpoint, Path(tmp) / "model", run_checks=False, log=lambda m: None).out
+        folder = build(args.checkpoint, Path(tmp) / "model", log=lambda m: None).out
         results["convert_seconds"] = round(time.perf_counter() - start, 2)
         model = mlx_segmentation.load(folder)
-    ref, _, results["reference"] = reference_models(args.checkpoint)
+    ref, results["reference"] = wespeaker_reference(read_checkpoint(args.checkpoint), model.config)
     ref = ref.to(device)
 
     rows = []

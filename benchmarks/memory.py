@@ -21,7 +21,7 @@ from pathlib import Path
 import soundfile
 
 from checks.audio import long_recording
-from mlx_segmentation.config import ModelConfig
+from mlx_segmentation.config import PyanNetConfig
 
 
 def write_recording(path: Path, minutes: float) -> None:
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--step", type=float, help="seconds between windows (default: the model's 10%%)")
     parser.add_argument("--out", type=Path, default=Path("memory.json"))
     args = parser.parse_args()
-    config = ModelConfig.model_validate_json((Path(args.model) / "config.json").read_text())
+    config = PyanNetConfig.model_validate_json((Path(args.model) / "config.json").read_text())
     window = config.specifications.duration
     step = args.step or 0.1 * window
     rows = []

@@ -34,7 +34,7 @@ import mlx.core as mx  # noqa: E402
 import mlx_segmentation
 from checks import reference
 from checks.audio import long_recording
-from converter.architecture import model_config
+from converter.families import model_config
 from converter.build import build
 from converter.reader import read_checkpoint
 from mlx_segmentation import recurrence
@@ -86,7 +86,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        folder = build(args.checkpoint, Path(tmp) / "model", dtype=args.dtype, run_checks=False, log=lambda m: None).out
+        folder = build(args.checkpoint, Path(tmp) / "model", dtype=args.dtype, log=lambda m: None).out
         results["convert_seconds"] = round(time.perf_counter() - start, 2)
         model = mlx_segmentation.load(folder)
     source = read_checkpoint(args.checkpoint)

@@ -1,4 +1,4 @@
-"""Real speech for the checks: the sample recording that ships with pyannote.audio."""
+"""Real speech for the checks: the sample recording that ships with pyannote.audio, and stretches of it."""
 
 from __future__ import annotations
 
@@ -51,3 +51,36 @@ def long_recording(seconds: float = 600.0, seed: int = 0) -> np.ndarray:
         pieces += [speech[start : start + length] * np.float32(rng.uniform(0.3, 1.5)), rng.normal(0, 1e-3, pause).astype(np.float32)]
         total += length + pause
     return np.concatenate(pieces).astype(np.float32)
+
+
+def speech_segments(seconds: float, count: int) -> np.ndarray:
+    """`count` stretches of sample.wav of `seconds` each, evenly spread."""
+    waveform, sample_rate = read_mono(sample_wav())
+    size = int(seconds * sample_rate)
+    starts = np.linspace(0, len(waveform) - size, count).astype(int)
+    return np.stack([waveform[s : s + size] for s in starts]).astype(np.float32)
+
+
+def single_speaker_segments(seconds: float, per_speaker: int) -> tuple[np.ndarray, list[str]]:
+    """Segments of sample.wav where sample.rttm has exactly one speaker, `per_speaker` per speaker."""
+    waveform, sample_rate = read_mono(sample_wav())
+    turns = []
+    for line in sample_wav().with_suffix(".rttm").read_text().splitlines():
+        fields = line.split()
+        turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
+    chosen, labels = [], []
+    for speaker in sorted({t[2] for t in turns}):
+        found = 0
+        others = [(s, e) for s, e, w in turns if w != speaker]
+        for start, end, who in sorted(turns):
+            t = start
+            while who == speaker and t + seconds <= end and found < per_speaker:
+                if all(e <= t or s >= t + seconds for s, e in others):
+                    begin = int(round(t * sample_rate))
+                    chosen.append(waveform[begin : begin + int(seconds * sample_rate)])
+                    labels.append(f"{speaker} {t:.2f}-{t + seconds:.2f}")
+                    found += 1
+                    t += seconds
+                else:
+                    t += 0.1
+    return np.stack(chosen).astype(np.float32), labels

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from converter.recipe import Gates
 from mlx_segmentation.config import Specifications
+
+from .gates import Gates
 
 
 class Metrics(BaseModel):

@@ -1,23 +1,35 @@
 """The PyTorch side of every comparison: genuine pyannote.audio, built from a safely read checkpoint.
 
 `Model.from_pretrained` would unpickle the user's file with `weights_only=False`, which runs whatever
-the pickle says. Instead we instantiate pyannote.audio's own PyanNet class from the hyper-parameters
-and specifications our safe reader extracted, and load the same tensors with `strict=True`.
-Tests prove this equals `Model.from_pretrained` on trusted checkpoints.
+the pickle says. Instead we instantiate pyannote.audio's own model class (PyanNet,
+WeSpeakerResNet34) from the hyper-parameters and specifications the converter's safe reader
+extracted, and load the same tensors with `strict=True`. Tests prove this equals
+`Model.from_pretrained` on trusted checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from converter.reader import SourceCheckpoint
-from mlx_segmentation.config import ModelConfig
+from mlx_segmentation.config import PyanNetConfig, WeSpeakerConfig
 
 
-def reference_model(source: SourceCheckpoint, config: ModelConfig) -> tuple[torch.nn.Module, str]:
+class Checkpoint(Protocol):
+    """What the checks read of a checkpoint (the converter's `SourceCheckpoint` is one)."""
+
+    path: Path
+    sha256: str
+    tensors: Mapping[str, np.ndarray]
+    hyper_parameters: dict[str, Any]
+
+
+def reference_model(source: Checkpoint, config: PyanNetConfig) -> tuple[torch.nn.Module, str]:
     """Genuine pyannote.audio when installed, else our torch PyanNet (tests prove the two equal)."""
     try:
         import pyannote.audio  # noqa: F401
@@ -26,7 +38,7 @@ def reference_model(source: SourceCheckpoint, config: ModelConfig) -> tuple[torc
     return pyannote_model(source, config), "pyannote.audio"
 
 
-def own_torch_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Module:
+def own_torch_model(source: Checkpoint, config: PyanNetConfig) -> torch.nn.Module:
     """Our torch PyanNet with the checkpoint's weights, in eval mode, float32."""
     from .torch_pyannet import TorchPyanNet
 
@@ -35,7 +47,7 @@ def own_torch_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.M
     return model.eval()
 
 
-def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Module:
+def pyannote_model(source: Checkpoint, config: PyanNetConfig) -> torch.nn.Module:
     """pyannote.audio's PyanNet with the checkpoint's weights, in eval mode, float32."""
     from pyannote.audio.core.task import Problem, Resolution, Specifications
     from pyannote.audio.models.segmentation import PyanNet
@@ -64,7 +76,28 @@ def pyannote_model(source: SourceCheckpoint, config: ModelConfig) -> torch.nn.Mo
     return model.eval()
 
 
-def state_dict(source: SourceCheckpoint) -> dict[str, torch.Tensor]:
+def wespeaker_reference(source: Checkpoint, config: WeSpeakerConfig) -> tuple[torch.nn.Module, str]:
+    """pyannote.audio's WeSpeakerResNet34 when installed, else checks.torch_wespeaker (tests prove the two bit-identical)."""
+    try:
+        from pyannote.audio.models.embedding import WeSpeakerResNet34
+    except ImportError:
+        from .torch_wespeaker import TorchWeSpeakerResNet34
+
+        model = TorchWeSpeakerResNet34(config)
+        name = "checks.torch_wespeaker (pyannote.audio not installed)"
+    else:
+        f = config.fbank  # its other settings are fixed at WeSpeakerResNet34's values (see FbankConfig)
+        model = WeSpeakerResNet34(
+            sample_rate=config.sample_rate, num_channels=config.num_channels, num_mel_bins=f.num_mel_bins,
+            frame_length=f.frame_length, frame_shift=f.frame_shift, dither=f.dither, window_type=f.window_type,
+            use_energy=f.use_energy,
+        )
+        name = "pyannote.audio"
+    model.load_state_dict(state_dict(source), strict=True)
+    return model.eval(), name
+
+
+def state_dict(source: Checkpoint) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors (read by our safe reader) as a torch state dict."""
     return {key: torch.from_numpy(np.array(value)) for key, value in source.tensors.items()}
 

@@ -8,8 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import BaseModel
 
-from converter.recipe import Gates
-
+from .embedding_metrics import EmbeddingCheck, RankingCheck
+from .gates import Gates
 from .metrics import FullModelCheck, Metrics
 from .pipeline import PipelineCheck
 
@@ -88,6 +88,76 @@ class CheckReport(ReportHeader):
         if self.first_failure:
             lines.append(f"first failing component: {self.first_failure}")
         return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The model card's parity section."""
+        rows = [
+            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | Pearson vs float32 | decisions differing |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for check in self.full_model:
+            o = check.output
+            rows.append(
+                f"| {check.input} | {o.max_abs_vs_float64:.1e} | {o.reference_float32_error:.1e} | {o.pearson:.7f} "
+                f"| {check.decisions.mismatches} |"
+            )
+        for p in self.pipeline:
+            rows.append("")
+            rows.append(
+                f"Speech detection on `{p.recording}.wav` ({p.duration:.0f} s) against pyannote's VoiceActivityDetection: "
+                f"scores max |diff| {p.max_abs_score_diff:.1e}, detection error {100 * p.detection_error_vs_pyannote:.2f}%, "
+                f"{p.regions} regions (pyannote {p.reference_regions})."
+            )
+        return (
+            f"{_status(self)}: {len(self.components)} component and {len(self.full_model)} full-model checks against "
+            f"{self.reference} {self.versions.get('pyannote.audio', '')}, mlx {self.versions.get('mlx', '')}, "
+            f"on {self.platform}.\n\n" + "\n".join(rows)
+        )
+
+
+class EmbeddingCheckReport(ReportHeader):
+    components: list[Metrics]
+    full_model: list[EmbeddingCheck]
+    ranking: RankingCheck
+
+    def summary(self) -> str:
+        status = "passed" if self.passed else f"FAILED (first failure: {self.first_failure})"
+        worst = min(c.min_cosine for c in self.full_model)
+        return (
+            f"{status}: {len(self.components)} component and {len(self.full_model)} full-model checks and a ranking of "
+            f"{self.ranking.pairs} pairs, {self.dtype}; lowest cosine with pyannote float32 {worst:.8f}; "
+            f"similarity order {'identical' if self.ranking.same_order else 'DIFFERENT'}"
+        )
+
+    def table(self) -> str:
+        lines = [f"{'check':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'gate':>9} {'pearson':>11}  ok"]
+        for c in self.components:
+            lines.append(f"{c.name:<38} {c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e} {c.tolerance:>9.2e} {c.pearson:>11.8f}  {'yes' if c.passed else 'NO'}")
+        lines.append(f"{'full model':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'min cos':>11}")
+        for c in self.full_model:
+            lines.append(f"{c.input:<38} {c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e} {c.min_cosine:>11.8f}  {'yes' if c.passed else 'NO'}")
+        r = self.ranking
+        lines.append(
+            f"ranking of {r.pairs} pairwise similarities over {len(r.segments)} segments: "
+            f"{'same order' if r.same_order else 'DIFFERENT order'}, max |cos diff| {r.largest_similarity_difference:.2e}  {'yes' if r.passed else 'NO'}"
+        )
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The model card's parity section."""
+        rows = [
+            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | lowest cosine with pyannote float32 |",
+            "| --- | --- | --- | --- |",
+        ]
+        rows += [
+            f"| {c.input} | {c.max_abs_vs_float64:.1e} | {c.reference_float32_error:.1e} | {c.min_cosine:.8f} |"
+            for c in self.full_model
+        ]
+        return f"{_status(self)} against {self.reference}: {self.summary()}\n\n" + "\n".join(rows)
+
+
+def _status(report: ReportHeader) -> str:
+    return "All checks passed" if report.passed else f"Checks FAILED (first failure: {report.first_failure})"
 
 
 def _row(m: Metrics) -> str:

@@ -1,8 +1,9 @@
-"""Run every check on a model folder against its source checkpoint, and record the outcome."""
+"""Run every check of a model folder against its source checkpoint; return the report (writing nothing)."""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -11,52 +12,62 @@ import mlx.core as mx
 import numpy as np
 
 import mlx_segmentation
-from converter.architecture import model_config
-from converter.errors import ConverterError
-from converter.reader import SourceCheckpoint
-from converter.recipe import Gates
 from mlx_segmentation.binarize import default_speech_params
-from mlx_segmentation.manifest import CHECKS_FILE, MANIFEST_FILE, ChecksSummary, Manifest, sha256_file
+from mlx_segmentation.config import Specifications
+from mlx_segmentation.manifest import MANIFEST_FILE, Manifest, sha256_file
+from mlx_segmentation.pyannet import PyanNet
 from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
 from . import reference
-from .audio import read_mono, sample_wav, speech_chunks
+from .audio import read_mono, sample_wav, speech_chunks, speech_segments
 from .components import component_outputs
-from .embedding import EmbeddingCheckReport, run_embedding_checks
+from .embedding_components import component_checks
+from .embedding_metrics import full_model_check as embedding_check
+from .embedding_metrics import ranking_check
+from .gates import Gates
 from .metrics import compare, decide, full_model_check, probabilities
 from .pipeline import pipeline_check
-from .report import CheckReport, Drift, environment_versions
+from .reference import Checkpoint
+from .report import CheckReport, Drift, EmbeddingCheckReport, environment_versions
 from .signals import full_model_signals
 
 COMPONENT_WINDOWS = 2  # windows of real speech through the component checks
 CONDITIONING_DRAWS = 4  # perturbed float64 runs measuring an input's conditioning, where 2e is not enough
+EMBEDDING_LENGTHS = (1.0, 3.3, 10.0)  # seconds of speech per full-model check of an embedding model
+WEIGHT_SEED = 0
 
 
-class ChecksError(ConverterError):
+class ChecksError(Exception):
     """The checks could not run (as opposed to: they ran and failed)."""
 
 
-def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str | None = None, log=print) -> CheckReport | EmbeddingCheckReport:
-    """Compare the MLX model in `folder` with the PyTorch reference; write checks.json and the manifest summary."""
-    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
-    if manifest.source.sha256 != source.sha256:
-        raise ChecksError(
-            f"{label or folder} was converted from a checkpoint with sha256 {manifest.source.sha256[:12]}..., "
-            f"not from {source.path} ({source.sha256[:12]}...)"
-        )
+def run_checks(
+    folder: Path, source: Checkpoint, gates: Gates, label: str | None = None, log: Callable[[str], None] = print
+) -> CheckReport | EmbeddingCheckReport:
+    """Compare the MLX model in `folder` with the PyTorch reference built from `source`."""
     model = mlx_segmentation.load(folder)
-    config = model_config(source)
-    if config != model.config:
-        raise ChecksError(f"{label or folder}: config.json does not match the architecture stored in {source.path}")
-    if isinstance(model, WeSpeakerResNet34):
-        try:
-            report = run_embedding_checks(
-                model, source.path, gates, folder=label or str(folder), dtype=manifest.dtype, source_sha256=source.sha256,
-                weights_sha256=sha256_file(folder / manifest.weights_file), log=log,
-            )
-        except RuntimeError as error:
-            raise ChecksError(str(error)) from None
-        return _record(folder, manifest, report)
+    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+    header = dict(
+        created=datetime.now(timezone.utc),
+        model_folder=label or str(folder),
+        dtype=manifest.dtype,
+        source_sha256=source.sha256,
+        weights_sha256=sha256_file(folder / manifest.weights_file),
+        gates=gates,
+        versions=environment_versions(),
+        platform=platform.platform(),
+    )
+    from .families import RUNNERS  # the table names this module's runners
+
+    try:
+        return RUNNERS[model.config.model_type](model, source, gates, header, log)
+    except RuntimeError as error:  # torch refusing the checkpoint's tensors, say
+        raise ChecksError(f"{label or folder}: the checks cannot run ({str(error).splitlines()[0]})") from None
+
+
+def run_pyannet_checks(model: PyanNet, source: Checkpoint, gates: Gates, header: dict, log) -> CheckReport:
+    """Components on real speech, the full model on real speech and hostile signals, and the pipeline."""
+    config = model.config
     spec = config.specifications
     ref32, reference_name = reference.reference_model(source, config)
     ref64 = reference.as_float64(ref32)
@@ -82,9 +93,8 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
     if reference_name == "pyannote.audio":
         log("pipeline check: speech detection on sample.wav against pyannote's VoiceActivityDetection")
         waveform, _ = read_mono(sample_wav())
-        pipeline.append(
-            pipeline_check(model, ref32, waveform, "sample", default_speech_params(spec), sample_wav().with_suffix(".rttm"))
-        )
+        truth = sample_wav().with_suffix(".rttm")
+        pipeline.append(pipeline_check(model, ref32, waveform, "sample", default_speech_params(spec), truth))
     else:
         log("pipeline check not run: it needs pyannote.audio's own VoiceActivityDetection")
 
@@ -92,35 +102,53 @@ def run_checks(folder: Path, source: SourceCheckpoint, gates: Gates, label: str 
     passed = all(c.passed for c in components + full_model + pipeline)
     if not passed and first_failure is None:
         first_failure = "none of the components alone (the full model fails)"
-    report = CheckReport(
+    return CheckReport(
+        **header,
         passed=passed,
         first_failure=first_failure,
-        created=datetime.now(timezone.utc),
-        model_folder=label or str(folder),
-        dtype=manifest.dtype,
-        source_sha256=source.sha256,
-        weights_sha256=sha256_file(folder / manifest.weights_file),
         reference=reference_name,
-        gates=gates,
-        versions=environment_versions(),
-        platform=platform.platform(),
         components=components,
         full_model=full_model,
         pipeline=pipeline,
         drift_vs_float32=_drift(drift_parts, spec),
     )
-    return _record(folder, manifest, report)
 
 
-def _record(folder: Path, manifest: Manifest, report: CheckReport | EmbeddingCheckReport) -> CheckReport | EmbeddingCheckReport:
-    """Write checks.json and the summary in the manifest, tied to the weights' sha256."""
-    (folder / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")
-    manifest.checks = ChecksSummary(passed=report.passed, weights_sha256=report.weights_sha256, summary=report.summary())
-    (folder / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
-    return report
+def run_wespeaker_checks(
+    model: WeSpeakerResNet34, source: Checkpoint, gates: Gates, header: dict, log
+) -> EmbeddingCheckReport:
+    """Components on real speech, full-model embeddings with and without frame weights, and a ranking."""
+    ref32, reference_name = reference.wespeaker_reference(source, model.config)
+    ref64 = reference.as_float64(ref32)
+    log("embedding component checks on 2 segments of real speech")
+    components = component_checks(model, ref32, ref64, speech_segments(3.3, 2), gates)
+    full = []
+    rng = np.random.default_rng(WEIGHT_SEED)
+    for seconds in EMBEDDING_LENGTHS:
+        log(f"full-model check: {seconds:g} s of speech, without and with frame weights")
+        waveforms = speech_segments(seconds, 2)
+        full.append(embedding_check(f"speech {seconds:g} s", model, ref32, ref64, waveforms, None))
+        frames = int(seconds * model.config.sample_rate) // 270  # a segmentation frame rate; pooling resizes them
+        weights = rng.random((2, 2, frames)).astype(np.float32)
+        full.append(embedding_check(f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights))
+    log("ranking check on single-speaker segments of sample.wav")
+    ranking = ranking_check(model, ref32)
+    first_failure = next((c.name for c in components if not c.passed), None)
+    passed = all(c.passed for c in components) and all(c.passed for c in full) and ranking.passed
+    if not passed and first_failure is None:
+        first_failure = next((c.input for c in full if not c.passed), "ranking")
+    return EmbeddingCheckReport(
+        **header,
+        passed=passed,
+        first_failure=first_failure,
+        reference=reference_name,
+        components=components,
+        full_model=full,
+        ranking=ranking,
+    )
 
 
-def _drift(parts: list[tuple[np.ndarray, np.ndarray]], spec) -> Drift:
+def _drift(parts: list[tuple[np.ndarray, np.ndarray]], spec: Specifications) -> Drift:
     to_probs = probabilities(spec)
     differences = np.concatenate([np.abs(to_probs(a) - to_probs(b)).ravel() for a, b in parts])
     agreements = np.concatenate([(decide(to_probs(a), spec)[0] == decide(to_probs(b), spec)[0]).ravel() for a, b in parts])

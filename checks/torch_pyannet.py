@@ -12,9 +12,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from converter.rules.pyannet import SINC_MIN_BAND_HZ, SINC_MIN_LOW_HZ
-from mlx_segmentation.config import ModelConfig
-from mlx_segmentation.pyannet import CONV_CHANNELS, CONV_KERNEL, POOL, SINC_FILTERS, SINC_KERNEL
+from mlx_segmentation.config import PyanNetConfig
+
+# pyannote.audio's SincNet (models/blocks/sincnet.py), stated here rather than taken from the code under
+# test; tests/test_reference.py reads each from pyannote.audio's own modules.
+SINC_FILTERS = 80  # ParamSincFB(80, 251, ...): 40 cosine + 40 sine filters
+SINC_KERNEL = 251
+SINC_MIN_LOW_HZ = 50.0  # asteroid-filterbanks' ParamSincFB defaults
+SINC_MIN_BAND_HZ = 50.0
+CONV_CHANNELS = 60
+CONV_KERNEL = 5
+POOL = 3
 
 
 class ParamSincFB(nn.Module):
@@ -84,7 +92,7 @@ class SincNet(nn.Module):
 
 
 class TorchPyanNet(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: PyanNetConfig):
         super().__init__()
         lstm = config.lstm
         self.monolithic = lstm.monolithic

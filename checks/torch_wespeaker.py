@@ -3,7 +3,7 @@
 It mirrors pyannote.audio's WeSpeakerResNet34 (pyannote/audio/models/embedding/wespeaker/: its
 compute_fbank, ResNet of BasicBlocks, TSTP over StatsPool, seg_1), module for module and key for key,
 so that the checkpoint's state dict loads into it with `strict=True`; tests/test_embedding.py proves
-its outputs bit-identical to genuine pyannote.audio.
+its outputs bit-identical to genuine pyannote.audio (tests/test_embedding.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 
-from mlx_segmentation.config import EmbeddingConfig
-from mlx_segmentation.wespeaker import POOL_EPS
+from mlx_segmentation.config import WeSpeakerConfig
+
+POOL_EPS = 1e-8  # pyannote.audio's StatsPool (models/blocks/pooling.py); tests prove the outputs bit-identical
 
 
 class BasicBlock(nn.Module):
@@ -38,7 +39,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, config: EmbeddingConfig):
+    def __init__(self, config: WeSpeakerConfig):
         super().__init__()
         r, mels = config.resnet, config.fbank.num_mel_bins
         self.conv1 = nn.Conv2d(1, r.m_channels, 3, stride=1, padding=1, bias=False)
@@ -90,7 +91,7 @@ def stats_pool(sequences: torch.Tensor, weights: torch.Tensor | None) -> torch.T
 
 
 class TorchWeSpeakerResNet34(nn.Module):
-    def __init__(self, config: EmbeddingConfig):
+    def __init__(self, config: WeSpeakerConfig):
         super().__init__()
         self.config = config
         self.resnet = ResNet(config)

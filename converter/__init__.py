@@ -1,3 +1,5 @@
-"""Convert pyannote.audio segmentation checkpoints to MLX, check them, and publish them."""
+"""Convert pyannote.audio checkpoints (segmentation and embedding models) to MLX, and publish them."""
 
-__version__ = "0.1.0"
+from mlx_segmentation import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""Read a model's architecture from a checkpoint: PyanNet (segmentation) or WeSpeakerResNet34 (embeddings)."""
+"""Each family's config from what a checkpoint stores: PyanNet (segmentation), WeSpeakerResNet34 (embeddings)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,28 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlx_segmentation.config import (
-    EmbeddingConfig,
     FbankConfig,
     LinearConfig,
     LSTMConfig,
-    ModelConfig,
+    PyanNetConfig,
     ResNetConfig,
     SincNetConfig,
     Specifications,
+    WeSpeakerConfig,
+    first_error,
 )
 from mlx_segmentation.pyannet import frame_timing
 
 from .errors import ArchitectureError
 from .reader import SourceCheckpoint
 
-PYANNET = "pyannote.audio.models.segmentation.PyanNet.PyanNet"
-PYANNET_ALIASES = {PYANNET, "pyannote.audio.models.segmentation.PyanNet"}
-WESPEAKER = "pyannote.audio.models.embedding.wespeaker.WeSpeakerResNet34"
-WESPEAKER_ALIASES = {WESPEAKER, "pyannote.audio.models.embedding.WeSpeakerResNet34"}
+# The class paths pyannote.audio records in checkpoints of each family.
+PYANNET_ARCHITECTURES = frozenset(
+    {"pyannote.audio.models.segmentation.PyanNet.PyanNet", "pyannote.audio.models.segmentation.PyanNet"}
+)
+WESPEAKER_ARCHITECTURES = frozenset(
+    {"pyannote.audio.models.embedding.wespeaker.WeSpeakerResNet34", "pyannote.audio.models.embedding.WeSpeakerResNet34"}
+)
 # WeSpeakerResNet34.__init__'s defaults (pyannote/audio/models/embedding/wespeaker/__init__.py);
 # pyannote's own conversion script saves no hyper-parameters, so these are often all there is.
 WESPEAKER_DEFAULTS = {
@@ -40,12 +44,8 @@ LSTM_DEFAULTS = {"hidden_size": 128, "num_layers": 2, "bidirectional": True, "mo
 LINEAR_DEFAULTS = {"hidden_size": 128, "num_layers": 2}
 
 
-def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
-    """Build the MLX model's config from what the checkpoint stores; every value is validated."""
-    if source.architecture in WESPEAKER_ALIASES:
-        return embedding_config(source)
-    if source.architecture not in PYANNET_ALIASES:
-        raise ArchitectureError(f"{source.path}: architecture {source.architecture} is neither PyanNet nor WeSpeakerResNet34")
+def pyannet_config(source: SourceCheckpoint) -> PyanNetConfig:
+    """PyanNet: its blocks' hyper-parameters over the class defaults, and the task specifications."""
     if source.specifications is None:
         raise ArchitectureError(f"{source.path}: the checkpoint stores no task specifications")
     hparams = source.hyper_parameters
@@ -54,7 +54,7 @@ def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
     linear = {**LINEAR_DEFAULTS, **_section(source, "linear")}
     try:
         sincnet_config = SincNetConfig(stride=sincnet["stride"])  # validated before frame_timing uses it
-        return ModelConfig(
+        return PyanNetConfig(
             sample_rate=hparams.get("sample_rate", 16000),
             num_channels=hparams.get("num_channels", 1),
             sincnet=sincnet_config,
@@ -67,14 +67,14 @@ def model_config(source: SourceCheckpoint) -> ModelConfig | EmbeddingConfig:
         raise ArchitectureError(f"{source.path}: unsupported hyper-parameter ({_first_error(error)})") from None
 
 
-def embedding_config(source: SourceCheckpoint) -> EmbeddingConfig:
+def wespeaker_config(source: SourceCheckpoint) -> WeSpeakerConfig:
     """WeSpeakerResNet34: fbank settings from the hyper-parameters (or the class defaults)."""
     hparams = {**WESPEAKER_DEFAULTS, **source.hyper_parameters}
     if hparams["fbank_centering_span"] is not None:
         raise ArchitectureError(f"{source.path}: fbank_centering_span (running-average centring) is not supported")
     fbank = {key: hparams[key] for key in FbankConfig.model_fields}
     try:
-        return EmbeddingConfig(
+        return WeSpeakerConfig(
             sample_rate=hparams["sample_rate"], num_channels=hparams["num_channels"], fbank=FbankConfig(**fbank), resnet=ResNetConfig()
         )
     except ValidationError as error:
@@ -98,7 +98,6 @@ def _specifications(stored: dict[str, Any]) -> Specifications:
 
 
 def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    block = "" if error.title in ("ModelConfig", "EmbeddingConfig") else error.title.removesuffix("Config").lower()
-    where = ".".join(str(part) for part in (block, *first["loc"]) if part != "")
-    return f"{where}: {first['msg']}, got {first.get('input')!r:.60}"
+    """The first problem, named from the config's top (`sincnet.stride: ...`), whichever block raised it."""
+    block = "" if error.title in ("PyanNetConfig", "WeSpeakerConfig") else error.title.removesuffix("Config").lower()
+    return first_error(error, block)

@@ -1,52 +1,89 @@
-"""The model card (`README.md` with Hub metadata) written into every checked model folder."""
+"""The model card (`README.md` with Hub metadata) of a checked model folder, rendered from the objects
+in hand: the config, the manifest, the check report and the recipe."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Protocol
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from mlx_segmentation.config import EmbeddingConfig
-from mlx_segmentation.loading import AnyConfig
-from mlx_segmentation.manifest import CHECKS_FILE, CONFIG_FILE, MANIFEST_FILE, Manifest
+from mlx_segmentation.config import PyanNetConfig, WeSpeakerConfig
+from mlx_segmentation.families import AnyConfig
+from mlx_segmentation.manifest import CHECKS_FILE, MANIFEST_FILE, Manifest
 
 from .recipe import Recipe
 
-TAGS = ["mlx", "pyannote", "speaker-segmentation", "speaker-diarization"]
-TASK = "voice-activity-detection"
 PYPI_NAME = "mlx-segmentation"
 
 
-def render_card(folder: Path, recipe: Recipe | None, repo_id: str | None = None) -> str:
+class ParityReport(Protocol):
+    """What the card needs of a check report: its parity section, in Markdown."""
+
+    def markdown(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class CardSection:
+    """A family's part of the card: Hub task and tags, a default description, what the model is and how to run it."""
+
+    pipeline_tag: str
+    tags: list[str]
+    description: str
+    body: str
+
+
+def render_card(
+    config: AnyConfig, manifest: Manifest, report: ParityReport, recipe: Recipe | None, repo_id: str | None = None
+) -> str:
     """The card's text: Hub YAML metadata, what the model is, usage, parity, provenance, license."""
-    config = AnyConfig.validate_json((folder / CONFIG_FILE).read_text())
-    if isinstance(config, EmbeddingConfig):
-        return render_embedding_card(folder, recipe, repo_id)
-    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
-    spec = config.specifications
+    from .families import converter_family  # the table imports this module's sections
+
+    name = repo_id or (recipe.target_repo if recipe else manifest.source.file_name)
+    section = converter_family(config.model_type).card(config, manifest, name)
     data = ModelCardData(
         library_name="mlx",
         license=recipe.license if recipe else "other",
         base_model=recipe.base_model if recipe else None,
-        pipeline_tag=TASK,
-        tags=[*TAGS, TASK],
+        pipeline_tag=section.pipeline_tag,
+        tags=section.tags,
     )
-    name = repo_id or (recipe.target_repo if recipe else folder.name)
-    kind = f"powerset, {spec.num_outputs} classes (at most {spec.powerset_max_classes} speakers at once)" if spec.powerset else "multilabel"
     source = f"[{recipe.base_model}](https://huggingface.co/{recipe.base_model})" if recipe else f"`{manifest.source.file_name}`"
     body = f"""
 # {name}
 
-{recipe.description if recipe else "A pyannote.audio PyanNet speaker-segmentation model"}, converted from PyTorch
+{recipe.description if recipe else section.description}, converted from PyTorch
 to [MLX](https://github.com/ml-explore/mlx) from {source}, and checked against genuine pyannote.audio.
 
-| | |
+{section.body}
+
+## Parity with pyannote.audio
+
+{report.markdown()}
+
+## Provenance
+
+{_provenance(manifest)}
+
+## License and attribution
+
+{_license(recipe)}
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def pyannet_section(config: PyanNetConfig, manifest: Manifest, name: str) -> CardSection:
+    spec = config.specifications
+    kind = f"powerset, {spec.num_outputs} classes (at most {spec.powerset_max_classes} speakers at once)" if spec.powerset else "multilabel"
+    output = "log-probabilities (log-softmax)" if spec.activation == "log_softmax" else "probabilities (sigmoid)"
+    lstm = config.lstm
+    body = f"""| | |
 | --- | --- |
 | classes | {", ".join(spec.classes)} ({kind}) |
-| output | {"log-probabilities (log-softmax)" if spec.activation == "log_softmax" else "probabilities (sigmoid)"}, shaped (batch, frames, {spec.num_outputs}) |
+| output | {output}, shaped (batch, frames, {spec.num_outputs}) |
 | window | {spec.duration:g} s at {config.sample_rate} Hz |
 | frame step | {config.frames.step_samples} samples ({config.frames.step:g} s); receptive field {config.frames.receptive_field_size} samples |
-| architecture | SincNet, LSTM {config.lstm.num_layers} x {config.lstm.hidden_size} ({"bidirectional" if config.lstm.bidirectional else "unidirectional"}), {config.linear.num_layers} linear layers |
+| architecture | SincNet, LSTM {lstm.num_layers} x {lstm.hidden_size} ({"bidirectional" if lstm.bidirectional else "unidirectional"}), {config.linear.num_layers} linear layers |
 | weights | {manifest.dtype} |
 
 ## Usage
@@ -62,62 +99,24 @@ scores = model(mx.zeros((1, {int(spec.duration * config.sample_rate)})))  # (bat
 speech = detect_speech(model, "meeting.wav")  # whole recordings: speech regions, as pyannote's pipeline
 ```
 
-or from the command line: `python -m mlx_segmentation meeting.wav --model {name} --rttm meeting.rttm`.
-
-## Parity with pyannote.audio
-
-{_parity(folder)}
-
-## Provenance
-
-- source: `{manifest.source.file_name}`, sha256 `{manifest.source.sha256}`, {manifest.source.size:,} bytes
-- recorded versions: {", ".join(f"{k} {v}" for k, v in manifest.source.versions.items())}
-- converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}
-- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`
-
-## License and attribution
-
-{_license(recipe)}
-"""
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
-
-
-EMBEDDING_TAGS = ["mlx", "pyannote", "speaker-embedding", "speaker-verification", "speaker-diarization"]
-EMBEDDING_TASK = "feature-extraction"
-
-
-def render_embedding_card(folder: Path, recipe: Recipe | None, repo_id: str | None = None) -> str:
-    """The card of a speaker-embedding model (WeSpeakerResNet34)."""
-    from checks.embedding import EmbeddingCheckReport
-
-    config = EmbeddingConfig.model_validate_json((folder / CONFIG_FILE).read_text())
-    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
-    report = EmbeddingCheckReport.model_validate_json((folder / CHECKS_FILE).read_text())
-    data = ModelCardData(
-        library_name="mlx",
-        license=recipe.license if recipe else "other",
-        base_model=recipe.base_model if recipe else None,
-        pipeline_tag=EMBEDDING_TASK,
-        tags=EMBEDDING_TAGS,
+or from the command line: `python -m mlx_segmentation meeting.wav --model {name} --rttm meeting.rttm`."""
+    task = "voice-activity-detection"
+    return CardSection(
+        pipeline_tag=task,
+        tags=["mlx", "pyannote", "speaker-segmentation", "speaker-diarization", task],
+        description="A pyannote.audio PyanNet speaker-segmentation model",
+        body=body,
     )
-    name = repo_id or (recipe.target_repo if recipe else folder.name)
-    source = f"[{recipe.base_model}](https://huggingface.co/{recipe.base_model})" if recipe else f"`{manifest.source.file_name}`"
+
+
+def wespeaker_section(config: WeSpeakerConfig, manifest: Manifest, name: str) -> CardSection:
     f, r = config.fbank, config.resnet
-    rows = ["| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | lowest cosine with pyannote float32 |", "| --- | --- | --- | --- |"]
-    rows += [f"| {c.input} | {c.max_abs_vs_float64:.1e} | {c.reference_float32_error:.1e} | {c.min_cosine:.8f} |" for c in report.full_model]
-    status = "All checks passed" if report.passed else f"Checks FAILED (first failure: {report.first_failure})"
-    body = f"""
-# {name}
-
-{recipe.description if recipe else "pyannote.audio's WeSpeakerResNet34 speaker-embedding model"}, converted from PyTorch
-to [MLX](https://github.com/ml-explore/mlx) from {source}, and checked against {report.reference}.
-
-| | |
+    body = f"""| | |
 | --- | --- |
 | output | {r.embed_dim}-dimensional speaker embeddings, shaped (batch, {r.embed_dim}); (batch, speakers, {r.embed_dim}) with per-speaker frame weights |
 | input | (batch, samples) at {config.sample_rate} Hz, any length from 0.105 s |
 | front end | kaldi fbank, {f.num_mel_bins} mel bins, {f.frame_length:g} ms frames every {f.frame_shift:g} ms, {f.window_type} window, mean over time removed |
-| architecture | ResNet34 ({"-".join(map(str, r.num_blocks))} basic blocks, {r.m_channels} base channels), statistics pooling (mean, standard deviation), one linear layer; batch norms {manifest.batchnorm} |
+| architecture | ResNet34 ({"-".join(map(str, r.num_blocks))} basic blocks, {r.m_channels} base channels), statistics pooling (mean, standard deviation), one linear layer; batch norms {manifest.conversion.get("batchnorm", "")} |
 | weights | {manifest.dtype} |
 
 ## Usage
@@ -129,50 +128,24 @@ import mlx_segmentation
 
 model = mlx_segmentation.load("{name}")
 embeddings = model(mx.zeros((2, 3 * {config.sample_rate})))  # (batch, samples) -> (batch, {r.embed_dim})
-```
-
-## Parity with pyannote.audio
-
-{status}: {report.summary()}
-
-{chr(10).join(rows)}
-
-## Provenance
-
-- source: `{manifest.source.file_name}`, sha256 `{manifest.source.sha256}`, {manifest.source.size:,} bytes
-- converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}
-- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`
-
-## License and attribution
-
-{_license(recipe)}
-"""
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
-
-
-def _parity(folder: Path) -> str:
-    from checks.report import CheckReport  # the report's schema lives with the checks
-
-    report = CheckReport.model_validate_json((folder / CHECKS_FILE).read_text())
-    rows = [
-        "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | Pearson vs float32 | decisions differing |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for check in report.full_model:
-        o = check.output
-        rows.append(f"| {check.input} | {o.max_abs_vs_float64:.1e} | {o.reference_float32_error:.1e} | {o.pearson:.7f} | {check.decisions.mismatches} |")
-    for p in report.pipeline:
-        rows.append("")
-        rows.append(
-            f"Speech detection on `{p.recording}.wav` ({p.duration:.0f} s) against pyannote's VoiceActivityDetection: scores max |diff| "
-            f"{p.max_abs_score_diff:.1e}, detection error {100 * p.detection_error_vs_pyannote:.2f}%, {p.regions} regions (pyannote {p.reference_regions})."
-        )
-    status = "All checks passed" if report.passed else f"Checks FAILED (first failure: {report.first_failure})"
-    return (
-        f"{status}: {len(report.components)} component and {len(report.full_model)} full-model checks against "
-        f"{report.reference} {report.versions.get('pyannote.audio', '')}, mlx {report.versions.get('mlx', '')}, "
-        f"on {report.platform}.\n\n" + "\n".join(rows)
+```"""
+    return CardSection(
+        pipeline_tag="feature-extraction",
+        tags=["mlx", "pyannote", "speaker-embedding", "speaker-verification", "speaker-diarization"],
+        description="pyannote.audio's WeSpeakerResNet34 speaker-embedding model",
+        body=body,
     )
+
+
+def _provenance(manifest: Manifest) -> str:
+    source = manifest.source
+    lines = [
+        f"- source: `{source.file_name}`, sha256 `{source.sha256}`, {source.size:,} bytes",
+        f"- recorded versions: {', '.join(f'{k} {v}' for k, v in source.versions.items()) or 'none'}",
+        f"- converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}",
+        f"- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`",
+    ]
+    return "\n".join(lines)
 
 
 def _license(recipe: Recipe | None) -> str:

@@ -1,18 +1,31 @@
-"""`python -m converter`: build (and fetch sources for) MLX models from pyannote checkpoints."""
+"""`python -m converter`: build, check, publish (and fetch sources for) MLX models from pyannote checkpoints.
+
+The command line is where the converter and the parity checks meet: it hands the checks to a build
+as a checker, and the report they return to the writer; neither package imports the other.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from .build import build
-from .publish import push
+from pydantic import ValidationError
+
+from mlx_segmentation.config import first_error
+from mlx_segmentation.manifest import MANIFEST_FILE, Manifest
+
+from .build import BuildResult, Checker, build
 from .errors import ConverterError
-from .recipe import RECIPES_DIR, load_recipes
+from .families import model_config
+from .publish import push
+from .reader import read_checkpoint
+from .recipe import RECIPES_DIR, Recipe, load_recipe, load_recipes
 from .sources import cached_source, fetch_source
-from .writer import DTYPES, check_output
+from .writer import DTYPES, check_output, record_checks, seal
 
 
 def log(message: str) -> None:
@@ -41,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     push_verb.add_argument("--commit-message")
     push_verb.add_argument("--dry-run", action="store_true", help="print the files, sizes, hashes and card; send nothing")
 
+    check_verb = verbs.add_parser("check", help="run the parity checks again on a model folder, against its checkpoint")
+    check_verb.add_argument("folder", type=Path, help="a model folder written by `python -m converter build`")
+    check_verb.add_argument("--checkpoint", type=Path, required=True, help="the PyTorch checkpoint it was converted from")
+    check_verb.add_argument("--recipe", type=Path, help="take the gates from this recipe (default: the built-in gates)")
+
     fetch_verb = verbs.add_parser("fetch", help="download every recipe's source checkpoint (pinned by sha256)")
     fetch_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR)
     return root
@@ -59,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 path = fetch_source(recipe, log=log)
                 print(f"{recipe.name}: {path}")
             return 0
+        if args.verb == "check":
+            return _check(args)
         if args.verb == "push":
             push(args.folder, args.repo, private=args.private, revision=args.revision,
                  commit_message=args.commit_message, dry_run=args.dry_run, log=log)
@@ -72,6 +92,75 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def build_and_check(
+    checkpoint: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    dtype: str = "float32",
+    recipe: Recipe | None = None,
+    run_checks: bool = True,
+    log: Callable[[str], None] = log,
+) -> BuildResult:
+    """A build, with the parity checks unless `run_checks` is False: what `python -m converter build` runs."""
+    check = parity_checker(dtype, recipe.gates if recipe else None, label=str(out), log=log) if run_checks else None
+    return build(checkpoint, out, force=force, dtype=dtype, recipe=recipe, check=check, log=log)
+
+
+def parity_checker(
+    dtype: str, recipe_gates: Mapping[str, Any] | None, label: str, log: Callable[[str], None] = log
+) -> Checker:
+    """The parity checks with their gates, as a build's checker; refused at once without torch or with bad gates."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConverterError("the parity checks need torch: pip install 'mlx-segmentation[reference]', or pass --no-checks") from None
+    from checks.gates import gates_for
+    from checks.run import ChecksError, run_checks
+
+    try:
+        gates = gates_for(dtype, recipe_gates)
+    except ValidationError as error:
+        raise ConverterError(f"invalid {dtype} gates ({first_error(error)})") from None
+
+    def check(folder: Path, source) -> Any:
+        try:
+            return run_checks(folder, source, gates, label=label, log=log)
+        except ChecksError as error:
+            raise ConverterError(str(error)) from None
+
+    return check
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        manifest = Manifest.model_validate_json((args.folder / MANIFEST_FILE).read_text())
+    except (OSError, ValidationError) as error:
+        raise ConverterError(f"{args.folder}: not a model folder ({str(error).splitlines()[0]})") from None
+    recipe_gates = load_recipe(args.recipe).gates if args.recipe else None
+    check = parity_checker(manifest.dtype, recipe_gates, label=str(args.folder))
+    source = read_checkpoint(args.checkpoint)
+    from mlx_segmentation import ModelLoadError, load
+
+    try:
+        stored = load(args.folder).config
+    except ModelLoadError as error:
+        raise ConverterError(str(error)) from None
+    if manifest.source.sha256 != source.sha256:
+        raise ConverterError(
+            f"{args.folder} was converted from a checkpoint with sha256 {manifest.source.sha256[:12]}..., "
+            f"not from {args.checkpoint} ({source.sha256[:12]}...)"
+        )
+    if model_config(source) != stored:
+        raise ConverterError(f"{args.folder}: config.json does not match the architecture stored in {args.checkpoint}")
+    report = check(args.folder, source)
+    record_checks(args.folder, report)
+    seal(args.folder)
+    print(report.table())
+    print(report.summary())
+    return 0 if report.passed else 1
+
+
 def _build(args: argparse.Namespace) -> int:
     if args.push and (args.checkpoint is not None or args.no_checks):
         raise ConverterError("--push publishes recipe builds, with their checks: drop --checkpoint and --no-checks")
@@ -83,23 +172,26 @@ def _build(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise ConverterError("--out needs --checkpoint (recipe builds go to --dist)")
         jobs = [(cached_source(r), args.dist / r.name, args.dtype or r.dtype, r) for r in load_recipes(args.recipes)]
-    for checkpoint, out, _, _ in jobs:  # every output path, before any work
+    for checkpoint, out, dtype, recipe in jobs:  # every output path and every check's gates, before any work
         check_output(out, args.force, protected=[checkpoint])
+        if not args.no_checks:
+            parity_checker(dtype, recipe.gates if recipe else None, label=str(out))
     for checkpoint, _, _, recipe in jobs:
         if recipe is not None and not checkpoint.is_file():
             fetch_source(recipe, log=log)
 
     results = [
-        build(checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, run_checks=not args.no_checks, log=log)
+        build_and_check(checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, run_checks=not args.no_checks)
         for checkpoint, out, dtype, recipe in jobs
     ]
     for result in results:
-        if result.checks_table:
-            print(f"{result.out}\n{result.checks_table}")
+        if result.report is not None:
+            print(f"{result.out}\n{result.report.table()}")
         parameters = sum(math.prod(t.shape) for t in result.manifest.tensors.values())
+        summary = "not run" if result.report is None else result.report.summary()
         print(
             f"{result.out}: {len(result.manifest.tensors)} tensors, {parameters:,} parameters, "
-            f"{result.manifest.dtype}, source sha256 {result.manifest.source.sha256[:12]}; checks {result.checks_summary}"
+            f"{result.manifest.dtype}, source sha256 {result.manifest.source.sha256[:12]}; checks {summary}"
         )
     if not all(r.checks_passed is not False for r in results):
         return 1

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlx_segmentation.config import EmbeddingConfig, ModelConfig
+from mlx_segmentation.families import AnyConfig
 from mlx_segmentation.loading import tensor_sha256
 from mlx_segmentation.manifest import (
+    CHECKS_FILE,
     CONFIG_FILE,
     MANIFEST_FILE,
     WEIGHTS_FILE,
+    ChecksSummary,
     Manifest,
     SourceRecord,
     TensorRecord,
@@ -30,6 +32,7 @@ from mlx_segmentation.manifest import (
 from . import __version__
 from .engine import Mapped
 from .errors import OutputError
+from .families import converter_family
 from .reader import SourceCheckpoint
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -158,7 +161,7 @@ def _umask() -> int:
 
 
 def write_model(
-    folder: Path, config: ModelConfig | EmbeddingConfig, mapped: Mapping[str, Mapped], source: SourceCheckpoint, dtype: str
+    folder: Path, config: AnyConfig, mapped: Mapping[str, Mapped], source: SourceCheckpoint, dtype: str
 ) -> Manifest:
     """Write model.safetensors, config.json and manifest.json into `folder`."""
     weights = {name: mx.array(item.array).astype(DTYPES[dtype]) for name, item in sorted(mapped.items())}
@@ -176,8 +179,8 @@ def write_model(
             versions=source.versions,
         ),
         dtype=dtype,
-        sincnet_filters=None if isinstance(config, EmbeddingConfig) else "precomputed",
-        batchnorm="kept" if isinstance(config, EmbeddingConfig) else None,
+        model_type=config.model_type,
+        conversion=converter_family(config.model_type).conversion,
         weights_sha256=sha256_file(folder / WEIGHTS_FILE),
         tensors={
             name: TensorRecord(
@@ -193,6 +196,15 @@ def write_model(
     )
     write_manifest(folder, manifest)
     return seal(folder)
+
+
+def record_checks(folder: Path, report) -> Manifest:
+    """Write the report as checks.json, and its outcome into the manifest, tied to the weights it checked."""
+    (folder / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")
+    manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
+    manifest.checks = ChecksSummary(passed=report.passed, weights_sha256=report.weights_sha256, summary=report.summary())
+    write_manifest(folder, manifest)
+    return manifest
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

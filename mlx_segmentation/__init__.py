@@ -1,4 +1,4 @@
-"""Run pyannote's speaker-segmentation models with MLX."""
+"""Run pyannote's speaker-segmentation and speaker-embedding models with MLX."""
 
 import os
 
@@ -7,10 +7,10 @@ import os
 # PyTorch's own float32 error. Exact float32 unless the user chose before importing us.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
-from .config import FrameTiming, ModelConfig, Specifications
+from .config import FrameTiming, PyanNetConfig, Specifications
 from .loading import ModelLoadError, load
 from .pyannet import PyanNet
 
 __version__ = "0.1.0"
 
-__all__ = ["FrameTiming", "ModelConfig", "ModelLoadError", "PyanNet", "Specifications", "load", "__version__"]
+__all__ = ["FrameTiming", "ModelLoadError", "PyanNet", "PyanNetConfig", "Specifications", "load", "__version__"]

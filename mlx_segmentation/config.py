@@ -1,4 +1,5 @@
-"""The model folder's `config.json`: everything needed to rebuild a PyanNet in MLX."""
+"""The model folder's `config.json`: everything needed to rebuild a model of one family (PyanNet
+segmentation or WeSpeakerResNet34 embeddings) in MLX, validated wherever it is read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from math import comb
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Problem = Literal["BINARY_CLASSIFICATION", "MONO_LABEL_CLASSIFICATION", "MULTI_LABEL_CLASSIFICATION"]
 
@@ -20,6 +21,13 @@ MAX_LAYERS = 32
 SampleRate = Annotated[int, Field(ge=1000, le=384_000)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False)]
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+
+
+def first_error(error: ValidationError, where: str = "") -> str:
+    """A pydantic error's first problem in one line: `where.field: message, got value`."""
+    first = error.errors()[0]
+    place = ".".join(str(part) for part in (where, *first["loc"]) if part != "")
+    return f"{place}: {first['msg']}, got {first.get('input')!r:.60}"
 
 
 class Specifications(BaseModel):
@@ -120,8 +128,8 @@ class FrameTiming(BaseModel):
     min_num_samples: int  # the shortest input the model accepts (two output frames)
 
 
-class ModelConfig(BaseModel):
-    """Validated content of `config.json`."""
+class PyanNetConfig(BaseModel):
+    """Validated content of a PyanNet segmentation model's `config.json`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,6 +141,25 @@ class ModelConfig(BaseModel):
     linear: LinearConfig
     specifications: Specifications
     frames: FrameTiming
+
+    @model_validator(mode="after")
+    def _frames_follow_the_layers(self) -> PyanNetConfig:
+        from .pyannet import frame_timing  # the layers' arithmetic lives with the layers
+
+        expected = frame_timing(self.sample_rate, self.sincnet.stride)
+        if self.frames != expected:
+            raise ValueError(f"frame timing disagrees with the layers ({expected})")
+        return self
+
+    def describe(self) -> str:
+        spec, lstm = self.specifications, self.lstm
+        kind = "powerset" if spec.powerset else spec.problem.lower()
+        return (
+            f"PyanNet, LSTM {lstm.num_layers} x {lstm.hidden_size} "
+            f"({'bi' if lstm.bidirectional else 'uni'}directional, {'monolithic' if lstm.monolithic else 'per layer'}), "
+            f"linear {self.linear.num_layers} x {self.linear.hidden_size}, {spec.num_outputs} outputs ({kind}), "
+            f"{spec.duration:g} s windows"
+        )
 
 
 class FbankConfig(BaseModel):
@@ -161,8 +188,8 @@ class ResNetConfig(BaseModel):
     two_emb_layer: Literal[False] = False
 
 
-class EmbeddingConfig(BaseModel):
-    """Validated content of an embedding model's `config.json` (pyannote's WeSpeakerResNet34)."""
+class WeSpeakerConfig(BaseModel):
+    """Validated content of a speaker-embedding model's `config.json` (pyannote's WeSpeakerResNet34)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -173,7 +200,7 @@ class EmbeddingConfig(BaseModel):
     resnet: ResNetConfig
 
     @model_validator(mode="after")
-    def _frames_fit(self) -> EmbeddingConfig:
+    def _frames_fit(self) -> WeSpeakerConfig:
         window = int(self.sample_rate * self.fbank.frame_length * 0.001)
         shift = int(self.sample_rate * self.fbank.frame_shift * 0.001)
         if window < 2 or shift < 1:
@@ -181,3 +208,10 @@ class EmbeddingConfig(BaseModel):
         if self.fbank.num_mel_bins > window:
             raise ValueError(f"{self.fbank.num_mel_bins} mel bins for {window}-sample frames")
         return self
+
+    def describe(self) -> str:
+        f, r = self.fbank, self.resnet
+        return (
+            f"WeSpeakerResNet34 (blocks {'-'.join(map(str, r.num_blocks))}, {r.m_channels} channels, "
+            f"{r.embed_dim}-d embeddings), {f.num_mel_bins}-bin fbank, {f.frame_length:g}/{f.frame_shift:g} ms, {f.window_type}"
+        )

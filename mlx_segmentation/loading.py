@@ -5,16 +5,14 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-from pydantic import Field, TypeAdapter, ValidationError
+import mlx.nn as nn
+from pydantic import TypeAdapter, ValidationError
 
-from .config import EmbeddingConfig, ModelConfig
+from .families import CONFIG, AnyConfig, build_model
 from .manifest import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, Manifest, sha256_bytes
-from .pyannet import PyanNet, frame_timing
-from .wespeaker import WeSpeakerResNet34
 
 
 class ModelLoadError(Exception):
@@ -22,12 +20,11 @@ class ModelLoadError(Exception):
 
 
 MODEL_FILES = [CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE]
-AnyConfig = TypeAdapter(Annotated[ModelConfig | EmbeddingConfig, Field(discriminator="model_type")])
 
 
-def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet | WeSpeakerResNet34:
-    """Load a converted model (segmentation or embedding) from a folder or a Hub repo ("org/name"),
-    verifying every file it reads and every tensor."""
+def load(path_or_repo: str | Path, *, revision: str | None = None) -> nn.Module:
+    """Load a converted model of any family from a folder or a Hub repo ("org/name"), verifying every
+    file it reads and every tensor; returns its MLX module (`PyanNet`, `WeSpeakerResNet34`)."""
     folder = Path(path_or_repo)
     if not folder.is_dir():
         if isinstance(path_or_repo, Path) or not _looks_like_repo_id(str(path_or_repo)):
@@ -35,7 +32,7 @@ def load(path_or_repo: str | Path, *, revision: str | None = None) -> PyanNet | 
         folder = download(str(path_or_repo), revision=revision)
     verified = verify_folder(folder)
     config, weights = verified.config, verified.weights
-    model = PyanNet(config) if isinstance(config, ModelConfig) else WeSpeakerResNet34(config)
+    model = build_model(config)
     expected = dict(tree_flatten(model.parameters()))
     if set(expected) != set(weights):
         missing = sorted(set(expected) - set(weights))
@@ -52,18 +49,14 @@ class VerifiedFolder:
     """A model folder whose config and weights match the sha256 its manifest records for them."""
 
     manifest: Manifest
-    config: ModelConfig | EmbeddingConfig
+    config: AnyConfig
     weights: dict[str, mx.array]
 
 
 def verify_folder(folder: Path) -> VerifiedFolder:
     """Read the manifest, then each file it vouches for, hash-checked before it is parsed."""
     manifest = _parse(folder / MANIFEST_FILE, _read_file(folder / MANIFEST_FILE), Manifest)
-    config = _parse(folder / CONFIG_FILE, _verified_bytes(folder, CONFIG_FILE, manifest.files.get(CONFIG_FILE)), AnyConfig)
-    if isinstance(config, ModelConfig):
-        expected_frames = frame_timing(config.sample_rate, config.sincnet.stride)
-        if config.frames != expected_frames:
-            raise ModelLoadError(f"{folder / CONFIG_FILE}: frame timing disagrees with the layers ({expected_frames})")
+    config = _parse(folder / CONFIG_FILE, _verified_bytes(folder, CONFIG_FILE, manifest.files.get(CONFIG_FILE)), CONFIG)
     weights_bytes = _verified_bytes(folder, WEIGHTS_FILE, manifest.weights_sha256)
     if manifest.files.get(WEIGHTS_FILE, manifest.weights_sha256) != manifest.weights_sha256:
         raise ModelLoadError(f"{folder / MANIFEST_FILE}: records two different sha256 for {WEIGHTS_FILE}")

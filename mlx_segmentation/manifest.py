@@ -48,7 +48,6 @@ class ChecksSummary(BaseModel):
 
     passed: bool
     weights_sha256: str
-    report_file: str = CHECKS_FILE
     summary: str
 
 
@@ -70,8 +69,9 @@ class Manifest(BaseModel):
     created: datetime
     source: SourceRecord
     dtype: str
-    sincnet_filters: Literal["precomputed"] | None = None  # PyanNet: filters computed from low_hz_/band_hz_ at conversion
-    batchnorm: Literal["kept"] | None = None  # WeSpeaker: batch norms kept (running statistics), not folded
+    model_type: str  # the family (config.json's discriminator)
+    # What the family's conversion does beyond its rules, e.g. PyanNet {"sincnet_filters": "precomputed"}
+    conversion: dict[str, str] = {}
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str
     tensors: dict[str, TensorRecord]

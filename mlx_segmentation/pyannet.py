@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from . import recurrence
-from .config import FrameTiming, ModelConfig, Specifications
+from .config import FrameTiming, PyanNetConfig, Specifications
 from .pooling import abs_max_pool
 
 SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
@@ -204,7 +204,7 @@ def linear_activation(x: mx.array) -> mx.array:
 class PyanNet(nn.Module):
     """pyannote.audio's PyanNet. Call it on (batch, samples) at the model's sample rate."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: PyanNetConfig):
         super().__init__()
         self.config = config
         lstm = config.lstm

@@ -12,7 +12,7 @@ import mlx.nn as nn
 import numpy as np
 
 from . import fbank
-from .config import EmbeddingConfig
+from .config import WeSpeakerConfig
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
@@ -112,7 +112,7 @@ def nearest_indices(size_in: int, size_out: int) -> mx.array:
 class WeSpeakerResNet34(nn.Module):
     """Call it on (batch, samples) at 16 kHz, in [-1, 1]: (batch, embed_dim) speaker embeddings."""
 
-    def __init__(self, config: EmbeddingConfig):
+    def __init__(self, config: WeSpeakerConfig):
         super().__init__()
         self.config = config
         self.fbank = fbank.Fbank(config.fbank, config.sample_rate)

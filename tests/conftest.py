@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from converter.build import build
+from converter.cli import build_and_check
 from converter.recipe import load_recipes
 from converter.sources import fetch_source
 
@@ -41,7 +42,7 @@ def converted(tmp_path_factory, checkpoints) -> dict[str, Path]:
     """Each checkpoint converted without the build's own checks (the tests check independently)."""
     folder = tmp_path_factory.mktemp("converted")
     return {
-        name: build(path, folder / name, run_checks=False, log=lambda message: None).out
+        name: build(path, folder / name, log=lambda message: None).out
         for name, path in checkpoints.items()
     }
 
@@ -51,5 +52,5 @@ def published(real_checkpoint, tmp_path_factory) -> Path:
     """A checked build of the default recipe, as `python -m converter build` makes it."""
     (recipe,) = [r for r in load_recipes() if r.name == "segmentation"]
     out = tmp_path_factory.mktemp("published") / "segmentation"
-    build(real_checkpoint, out, recipe=recipe, log=lambda m: None)
+    build_and_check(real_checkpoint, out, recipe=recipe, log=lambda m: None)
     return out

@@ -10,10 +10,11 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
+from checks.gates import Gates
 from checks.metrics import compare
 from checks.report import CheckReport
-from converter.build import build
-from converter.recipe import Gates, load_recipes
+from converter.cli import build_and_check as build
+from converter.recipe import load_recipes
 from converter.rules import pyannet as pyannet_rules
 from mlx_segmentation import pyannet
 from mlx_segmentation.manifest import Manifest, sha256_file
@@ -87,7 +88,7 @@ def test_ill_conditioned_silence_passes_with_c(seed, real_checkpoint, tmp_path):
     checkpoint = make_fixture("powerset", tmp_path / f"powerset-{seed}.ckpt", trained=real_checkpoint, seed=seed)
     result = build(checkpoint, tmp_path / "model", log=quiet)
     report = CheckReport.model_validate_json((result.out / "checks.json").read_text())
-    assert result.checks_passed, result.checks_table
+    assert result.checks_passed, result.report.table()
     for check in report.full_model:
         output = check.output
         c = output.reference_conditioning
@@ -140,14 +141,14 @@ def test_a_broken_rule_is_localised(bug, real_checkpoint, tmp_path, monkeypatch)
 
 def test_checks_cli_passes_a_good_folder(checked, real_checkpoint):
     result, _ = checked
-    run = subprocess.run([sys.executable, "-m", "checks", str(result.out), "--checkpoint", str(real_checkpoint)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "converter", "check", str(result.out), "--checkpoint", str(real_checkpoint)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "sincnet.stage0" in run.stdout and "mixed-batch" in run.stdout and "passed" in run.stdout.splitlines()[-1]
 
 
 def test_checks_cli_refuses_a_different_checkpoint(checked, fixture_checkpoints):
     result, _ = checked
-    run = subprocess.run([sys.executable, "-m", "checks", str(result.out), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "converter", "check", str(result.out), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1
     assert "was converted from a checkpoint with sha256 0b5b3216d60a" in errors[0]
@@ -171,10 +172,10 @@ def test_failing_build_exits_non_zero_and_is_marked_failed(real_checkpoint, tmp_
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_low_precision_builds_report_their_drift(dtype, real_checkpoint, tmp_path):
     (recipe,) = load_recipes()
-    result = build(real_checkpoint, tmp_path / dtype, dtype=dtype, gates=recipe.gates[dtype], log=quiet)
+    result = build(real_checkpoint, tmp_path / dtype, dtype=dtype, recipe=recipe, log=quiet)
     report = CheckReport.model_validate_json((tmp_path / dtype / "checks.json").read_text())
     assert report.dtype == dtype and result.manifest.dtype == dtype
-    assert report.gates == recipe.gates[dtype]
+    assert report.gates == Gates(**recipe.gates[dtype])
     drift = report.drift_vs_float32
     print(f"{dtype}: max |dp| {drift.max_abs_probability:.3f}, decisions equal {100 * drift.decision_agreement:.2f}%, passed {report.passed}")
     assert 0 < drift.max_abs_probability < 1 and 0.5 < drift.decision_agreement < 1

@@ -41,7 +41,7 @@ def test_default_build_converts_and_checks_every_recipe(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checks"]["passed"] is True
     assert manifest["source"]["sha256"] == "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea"
-    assert manifest["sincnet_filters"] == "precomputed"
+    assert manifest["model_type"] == "pyannet" and manifest["conversion"] == {"sincnet_filters": "precomputed"}
     assert "reading" in result.stderr and "running parity checks" in result.stderr
     assert "dist/segmentation: 31 tensors" in result.stdout and "checks passed" in result.stdout
     config = json.loads((out / "config.json").read_text())
@@ -49,7 +49,7 @@ def test_default_build_converts_and_checks_every_recipe(tmp_path):
 
 
 def test_manifest_records_every_tensor(fixture_checkpoints, tmp_path):
-    result = build(fixture_checkpoints["per-layer"], tmp_path / "m", run_checks=False, log=lambda m: None)
+    result = build(fixture_checkpoints["per-layer"], tmp_path / "m", log=lambda m: None)
     manifest = result.manifest
     assert manifest.source.file_name == "per-layer.ckpt"
     assert manifest.source.versions["pyannote.audio"] == "4.0.7"
@@ -120,7 +120,7 @@ def test_forbidden_global_is_named(tmp_path):
 
 def test_other_architecture_is_refused(fixture_checkpoints, tmp_path):
     result = converter("build", "--checkpoint", str(fixture_checkpoints["not-pyannet"]), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "SimpleSegmentationModel is neither PyanNet nor WeSpeakerResNet34")
+    assert_one_line_error(result, "SimpleSegmentationModel is none of the families we convert (PyanNet, WeSpeakerResNet34)")
     assert leftovers(tmp_path) == []
 
 
@@ -136,16 +136,16 @@ def test_crash_halfway_leaves_nothing(fixture_checkpoints, tmp_path, monkeypatch
 
     monkeypatch.setattr(build_module, "write_model", crash)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        build(fixture_checkpoints["per-layer"], tmp_path / "out", run_checks=False, log=lambda m: None)
+        build(fixture_checkpoints["per-layer"], tmp_path / "out", log=lambda m: None)
     assert leftovers(tmp_path) == []
 
 
 def test_crash_during_forced_rebuild_keeps_the_old_folder(fixture_checkpoints, tmp_path, monkeypatch):
-    out = build(fixture_checkpoints["per-layer"], tmp_path / "out", run_checks=False, log=lambda m: None).out
+    out = build(fixture_checkpoints["per-layer"], tmp_path / "out", log=lambda m: None).out
     before = (out / "manifest.json").read_text()
     monkeypatch.setattr(build_module, "write_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
-        build(fixture_checkpoints["per-layer"], out, force=True, run_checks=False, log=lambda m: None)
+        build(fixture_checkpoints["per-layer"], out, force=True, log=lambda m: None)
     assert (out / "manifest.json").read_text() == before
     assert leftovers(tmp_path) == ["out"]
 

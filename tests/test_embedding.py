@@ -16,7 +16,7 @@ from pyannote.audio import Model
 from pyannote.audio.models.embedding.wespeaker.resnet import TSTP
 
 import mlx_segmentation
-from checks.embedding import speech_segments
+from checks.audio import speech_segments
 from mlx_segmentation.config import FbankConfig
 from mlx_segmentation.fbank import Fbank, mel_banks
 from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
@@ -94,7 +94,7 @@ def test_build_passes_its_checks(wespeaker_build):
 def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_build, fixture_checkpoints):
     _, out = wespeaker_build
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["batchnorm"] == "kept" and manifest["sincnet_filters"] is None
+    assert manifest["model_type"] == "wespeaker_resnet" and manifest["conversion"] == {"batchnorm": "kept"}
     used = {key for record in manifest["tensors"].values() for key in record["source_keys"]}
     state = torch.load(fixture_checkpoints["wespeaker"], weights_only=False)["state_dict"]  # our own fixture
     assert used == set(state)
@@ -128,17 +128,27 @@ def test_too_short_input_is_refused(wespeaker_build):
         model(mx.zeros((1, model.min_num_samples - 1)))
 
 
-def test_own_torch_reference_is_pyannote(fixture_checkpoints):
-    """checks.torch_wespeaker (the reference where pyannote.audio is absent) is bit-identical to pyannote.audio."""
-    from checks.embedding import own_torch_model
+def test_references_are_pyannotes_from_pretrained(fixture_checkpoints, monkeypatch):
+    """The checks' reference, pyannote.audio's WeSpeakerResNet34 built from the safely read checkpoint, and
+    checks.torch_wespeaker (used where pyannote.audio is absent) are both bit-identical to `Model.from_pretrained`."""
+    from checks import reference
+    from converter.families import model_config
+    from converter.reader import read_checkpoint
 
-    ours = own_torch_model(fixture_checkpoints["wespeaker"])
-    theirs = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()
+    source = read_checkpoint(fixture_checkpoints["wespeaker"])
+    config = model_config(source)
+    built, name = reference.wespeaker_reference(source, config)
+    assert name == "pyannote.audio" and type(built).__module__.startswith("pyannote.audio")
+    monkeypatch.setitem(sys.modules, "pyannote.audio.models.embedding", None)  # makes the import fail
+    own, name = reference.wespeaker_reference(source, config)
+    assert name.startswith("checks.torch_wespeaker") and type(own).__name__ == "TorchWeSpeakerResNet34"
+    theirs = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()  # our own trusted fixture
     waveforms = torch.from_numpy(speech_segments(1.5, 2))[:, None]
     weights = torch.from_numpy(np.random.default_rng(2).random((2, 2, 30)).astype(np.float32))
     with torch.inference_mode():
         for w in (None, weights, weights[:, 0]):
-            torch.testing.assert_close(ours(waveforms, weights=w), theirs(waveforms, weights=w), rtol=0, atol=0)
+            for ours in (built, own):
+                torch.testing.assert_close(ours(waveforms, weights=w), theirs(waveforms, weights=w), rtol=0, atol=0)
 
 
 def test_build_writes_an_embedding_model_card(wespeaker_build):

@@ -130,7 +130,7 @@ def test_refuses_failed_checks(folder):
 
 
 def test_refuses_unchecked_builds(fixture_checkpoints, tmp_path):
-    out = build(fixture_checkpoints["per-layer"], tmp_path / "m", run_checks=False, log=lambda m: None).out
+    out = build(fixture_checkpoints["per-layer"], tmp_path / "m", log=lambda m: None).out
     with pytest.raises(PublishError, match="checks were never run"):
         push(out, "me/seg", api=RecordingHub(), log=lambda m: None)
 

@@ -18,7 +18,7 @@ from pyannote.audio import Model
 import mlx_segmentation
 from checks import reference
 from checks.audio import speech_chunks
-from converter.architecture import model_config
+from converter.families import model_config
 from converter.reader import read_checkpoint
 
 NAMES = ["segmentation-2022", "powerset", "per-layer", "unidirectional"]

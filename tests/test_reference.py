@@ -9,7 +9,7 @@ import pytest
 
 from checks import reference
 from checks.audio import speech_chunks
-from converter.architecture import model_config
+from converter.families import model_config
 from converter.reader import read_checkpoint
 
 NAMES = ["segmentation-2022", "powerset", "per-layer", "unidirectional"]
@@ -27,6 +27,21 @@ def test_own_torch_pyannet_equals_pyannote(name, checkpoints):
         np.testing.assert_array_equal(
             reference.run(reference.as_float64(ours), waveforms), reference.run(reference.as_float64(theirs), waveforms)
         )
+
+
+def test_reference_constants_are_pyannotes():
+    """The fallback's SincNet constants, stated in checks/torch_pyannet.py, are those of pyannote.audio's SincNet."""
+    from pyannote.audio.models.blocks.sincnet import SincNet
+
+    from checks import torch_pyannet as ours
+
+    theirs = SincNet(sample_rate=16000, stride=10)
+    filterbank = theirs.conv1d[0].filterbank
+    assert (filterbank.n_filters, filterbank.kernel_size) == (ours.SINC_FILTERS, ours.SINC_KERNEL)
+    assert (filterbank.min_low_hz, filterbank.min_band_hz) == (ours.SINC_MIN_LOW_HZ, ours.SINC_MIN_BAND_HZ)
+    for conv in theirs.conv1d[1:]:
+        assert (conv.out_channels, conv.kernel_size) == (ours.CONV_CHANNELS, (ours.CONV_KERNEL,))
+    assert all(pool.kernel_size == pool.stride == ours.POOL for pool in theirs.pool1d)
 
 
 def test_fallback_is_used_without_pyannote(checkpoints, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 from asteroid_filterbanks import ParamSincFB
 from mlx.utils import tree_flatten
 
-from converter.architecture import model_config
+from converter.families import model_config
 from converter.engine import apply_rules
 from converter.errors import MappingError
 from converter.reader import read_checkpoint

@@ -16,7 +16,7 @@ import mlx_segmentation
 from checks import reference
 from checks.audio import long_recording, read_mono, sample_wav
 from checks.pipeline import annotation, pipeline_check
-from converter.architecture import model_config
+from converter.families import model_config
 from converter.reader import read_checkpoint
 from mlx_segmentation.audio import AudioError
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
@@ -232,7 +232,7 @@ def test_bad_options_get_one_clear_line_before_any_work(options, message, conver
 def test_an_embedding_model_is_named_as_such(fixture_checkpoints, tmp_path):
     from converter.build import build
 
-    folder = build(fixture_checkpoints["wespeaker"], tmp_path / "wespeaker", run_checks=False, log=lambda m: None).out
+    folder = build(fixture_checkpoints["wespeaker"], tmp_path / "wespeaker", log=lambda m: None).out
     run = subprocess.run([sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(folder)], capture_output=True, text=True)
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1, run.stderr
