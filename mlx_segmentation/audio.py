@@ -23,7 +23,6 @@ class AudioSource:
 
     name: str
     sample_rate: int
-    duration: float  # seconds, as declared by the file or array
     _blocks: Iterator[np.ndarray]
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -65,7 +64,7 @@ def _open_file(path: Path, sample_rate: int) -> AudioSource:
         except (soundfile.LibsndfileError, RuntimeError) as error:
             raise AudioError(f"{path}: cannot decode audio ({error})") from None
 
-    return AudioSource(str(path), sample_rate, info.frames / info.samplerate, blocks())
+    return AudioSource(str(path), sample_rate, blocks())
 
 
 def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioSource:
@@ -76,7 +75,7 @@ def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioS
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate).astype(np.float32)
     block = int(BLOCK_SECONDS * sample_rate)
-    return AudioSource("array", sample_rate, array.shape[-1] / source_rate, (mono[i : i + block] for i in range(0, len(mono), block)))
+    return AudioSource("array", sample_rate, (mono[i : i + block] for i in range(0, len(mono), block)))
 
 
 def _downmix(samples: np.ndarray, channel_axis: int) -> np.ndarray:

@@ -161,8 +161,8 @@ def _tile(backend: str, hidden: int) -> int | None:
     return None
 
 
-def kernel_applies(hidden: int, dtype: mx.Dtype, backend: str | None = None) -> bool:
-    backend = backend or gpu_backend()
+def kernel_applies(hidden: int, dtype: mx.Dtype) -> bool:
+    backend = gpu_backend()
     return (
         KERNEL_ENABLED
         and backend is not None
@@ -173,19 +173,14 @@ def kernel_applies(hidden: int, dtype: mx.Dtype, backend: str | None = None) -> 
     )
 
 
-def run(
-    projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, *, use_kernel: bool | None = None
-) -> tuple[mx.array, mx.array, mx.array]:
+def run(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
     """projected (D, B, T, 4H) in time order, Wh (D, 4H, H), h and c (D, B, H).
 
     Returns the hidden states (B, T, D * H) as PyTorch lays out a bidirectional LSTM's output (the
     reverse direction runs from the last step to the first), and the final h and c (D, B, H).
     """
-    hidden = Wh.shape[-1]
-    if use_kernel is None:
-        use_kernel = kernel_applies(hidden, projected.dtype)
-    if use_kernel:
-        return _run_kernel(projected, Wh, h, c, gpu_backend() or "cuda")
+    if kernel_applies(Wh.shape[-1], projected.dtype):
+        return _run_kernel(projected, Wh, h, c, gpu_backend())
     return _run_portable(projected, Wh, h, c)
 
 

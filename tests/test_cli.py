@@ -199,3 +199,17 @@ def test_every_recipe_output_is_checked_before_the_first_build(tmp_path):
     result = converter("build", "--recipes", str(recipes), "--dist", str(tmp_path / "dist"), "--no-checks")
     assert_one_line_error(result, "b already exists")
     assert leftovers(tmp_path / "dist") == ["b"]
+
+
+@pytest.mark.parametrize("field", ["size", "sha256"])
+def test_a_source_that_differs_from_its_recipe_is_refused(field, real_checkpoint):
+    from converter.errors import RecipeError
+    from converter.recipe import load_recipes
+    from converter.sources import verify_source
+
+    (recipe,) = load_recipes()
+    assert verify_source(real_checkpoint, recipe) == real_checkpoint
+    wrong = recipe.source.size + 1 if field == "size" else "0" * 64
+    edited = recipe.model_copy(update={"source": recipe.source.model_copy(update={field: wrong})})
+    with pytest.raises(RecipeError, match="bytes, expected" if field == "size" else "has sha256"):
+        verify_source(real_checkpoint, edited)
