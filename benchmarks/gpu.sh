@@ -27,7 +27,7 @@ echo "== float16 / bfloat16 speed (MLX; PyTorch stays float32)"
 for dt in float16 bfloat16; do
   python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 32 256 1024 --minutes 60 --pipeline-batch 1024 --dtype $dt --out "$OUT"/speed_gpu_$dt.json | head -6
 done
-# Embeddings: needs $D/wespeaker.ckpt (scripts/make_fixtures.py), sample.rttm beside sample.wav, and
+# Embeddings: needs $D/wespeaker.ckpt (tests/make_fixtures.py), sample.rttm beside sample.wav, and
 # torchaudio (its 2.11.0 wheel matches the machine's torch 2.11.0+cu130).
 echo "== WeSpeaker build + checks, and embedding speed"
 python3 -m converter build --checkpoint "$D"/wespeaker.ckpt --out /tmp/ws --force | tail -20

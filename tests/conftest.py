@@ -1,8 +1,16 @@
-"""Shared fixtures: the real 2022 checkpoint, checkpoints made with pyannote.audio's classes, builds."""
+"""Shared fixtures: the real 2022 checkpoint, checkpoints made with pyannote.audio's classes, builds.
+
+Checked builds are the expensive part of the suite; each is made once per session and shared by the
+tests that only read it (they copy it before changing anything):
+- `small_checked`: a checked build of a small forged PyanNet (fast tier);
+- `published`: `python -m converter build` on the default recipe, the real model (slow tier).
+"""
 
 from __future__ import annotations
 
-import warnings
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +20,9 @@ from converter.cli import build_and_check
 from converter.recipe import load_recipes
 from converter.sources import fetch_source
 
-warnings.filterwarnings("ignore", message=".*torchcodec.*")
+
+def quiet(message: str) -> None:
+    pass
 
 
 @pytest.fixture(scope="session")
@@ -41,16 +51,36 @@ def checkpoints(real_checkpoint, fixture_checkpoints) -> dict[str, Path]:
 def converted(tmp_path_factory, checkpoints) -> dict[str, Path]:
     """Each checkpoint converted without the build's own checks (the tests check independently)."""
     folder = tmp_path_factory.mktemp("converted")
-    return {
-        name: build(path, folder / name, log=lambda message: None).out
-        for name, path in checkpoints.items()
-    }
+    return {name: build(path, folder / name, log=quiet).out for name, path in checkpoints.items()}
 
 
 @pytest.fixture(scope="session")
-def published(real_checkpoint, tmp_path_factory) -> Path:
-    """A checked build of the default recipe, as `python -m converter build` makes it."""
-    (recipe,) = [r for r in load_recipes() if r.name == "segmentation"]
-    out = tmp_path_factory.mktemp("published") / "segmentation"
-    build_and_check(real_checkpoint, out, recipe=recipe, log=lambda m: None)
-    return out
+def small_checked(tmp_path_factory) -> Path:
+    """A checked, carded and sealed build of a small forged PyanNet (hidden size 8): publishable, and cheap."""
+    from forge import small_pyannet
+
+    folder = tmp_path_factory.mktemp("small")
+    checkpoint = small_pyannet().write(folder / "small.ckpt")
+    result = build_and_check(checkpoint, folder / "model", log=quiet)
+    assert result.checks_passed, result.report.table()
+    return result.out
+
+
+@dataclass(frozen=True)
+class Published:
+    folder: Path
+    run: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def published_run(tmp_path_factory) -> Published:
+    """`python -m converter build --dist DIR`: the default recipe converted, checked and sealed, as users run it."""
+    dist = tmp_path_factory.mktemp("dist")
+    run = subprocess.run([sys.executable, "-m", "converter", "build", "--dist", str(dist)], capture_output=True, text=True)
+    return Published(dist / "segmentation", run)
+
+
+@pytest.fixture(scope="session")
+def published(published_run) -> Path:
+    assert published_run.run.returncode == 0, published_run.run.stderr
+    return published_run.folder

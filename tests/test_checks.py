@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlx.nn as nn
 import numpy as np
@@ -13,8 +15,12 @@ import pytest
 from checks.gates import Gates
 from checks.metrics import compare
 from checks.report import CheckReport
+from converter.build import convert
 from converter.cli import build_and_check as build
+from converter.cli import parity_checker
+from converter.reader import read_checkpoint
 from converter.recipe import load_recipes
+from converter.writer import record_checks, write_model
 from converter.rules import pyannet as pyannet_rules
 from mlx_segmentation import pyannet
 from mlx_segmentation.manifest import Manifest, sha256_file
@@ -24,16 +30,21 @@ def quiet(message: str) -> None:
     pass
 
 
-@pytest.fixture(scope="module")
-def checked(real_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("checked") / "segmentation"
-    result = build(real_checkpoint, out, log=quiet)
-    return result, CheckReport.model_validate_json((out / "checks.json").read_text())
+def report_of(folder):
+    return CheckReport.model_validate_json((folder / "checks.json").read_text())
 
 
-def test_report_covers_every_component_and_signal(checked):
-    result, report = checked
-    assert result.checks_passed and report.passed and report.first_failure is None
+@pytest.fixture(params=["small", "segmentation-2022"])
+def checked(request):
+    """A checked build: the small forged model (fast), or the real one (slow; the default recipe's build)."""
+    folder = request.getfixturevalue("small_checked" if request.param == "small" else "published")
+    return folder, report_of(folder)
+
+
+@pytest.mark.slow
+def test_report_covers_every_component_and_signal(published):
+    report = report_of(published)
+    assert report.passed and report.first_failure is None
     names = [c.name for c in report.components]
     assert names[:5] == ["sincnet.wav_norm1d", "sincnet.filters", "sincnet.stage0", "sincnet.stage1", "sincnet.stage2"]
     for k in range(4):
@@ -49,11 +60,13 @@ def test_report_covers_every_component_and_signal(checked):
     assert report.drift_vs_float32.decision_agreement == 1.0
 
 
+@pytest.mark.parametrize("checked", ["small", pytest.param("segmentation-2022", marks=pytest.mark.slow)], indirect=True)
 def test_gates_hold_with_the_documented_formula(checked):
     _, report = checked
+    assert report.passed
     for check in report.full_model:
         o = check.output
-        assert o.reference_conditioning is None  # the real model never needs c: 2e holds everywhere
+        assert o.reference_conditioning is None  # these models never need c: 2e holds everywhere
         assert o.tolerance == max(2 * o.reference_float32_error, 1e-5)
         assert o.max_abs_vs_float64 <= o.tolerance
         assert check.decisions.mismatches == 0
@@ -79,6 +92,7 @@ def test_an_ill_conditioned_input_is_gated_at_float64s_own_spread():
 ILL_CONDITIONED_SEEDS = (1, 2, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ILL_CONDITIONED_SEEDS)
 def test_ill_conditioned_silence_passes_with_c(seed, real_checkpoint, tmp_path):
     """A valid powerset model is never refused by its own checks: silence is gated at float64's own
@@ -97,11 +111,12 @@ def test_ill_conditioned_silence_passes_with_c(seed, real_checkpoint, tmp_path):
             assert c > output.reference_float32_error and output.max_abs_vs_float64 <= output.tolerance
 
 
+@pytest.mark.parametrize("checked", ["small", pytest.param("segmentation-2022", marks=pytest.mark.slow)], indirect=True)
 def test_manifest_summary_is_tied_to_the_checked_weights(checked):
-    result, report = checked
-    manifest = Manifest.model_validate_json((result.out / "manifest.json").read_text())
-    assert manifest.checks.passed
-    assert manifest.checks.weights_sha256 == report.weights_sha256 == sha256_file(result.out / "model.safetensors")
+    folder, report = checked
+    manifest = Manifest.model_validate_json((folder / "manifest.json").read_text())
+    assert manifest.checks.passed and manifest.checks.summary == report.summary()
+    assert manifest.checks.weights_sha256 == report.weights_sha256 == sha256_file(folder / "model.safetensors")
 
 
 def _permute_gates(array: np.ndarray) -> np.ndarray:
@@ -126,34 +141,52 @@ BUGS = {
 }
 
 
+def recheck_with_broken_rules(published: Path, checkpoint: Path, folder: Path) -> CheckReport:
+    """A copy of the published build, its weights rewritten by the (broken) rules in force, checked again."""
+    shutil.copytree(published, folder)
+    source = read_checkpoint(checkpoint)
+    config, mapped = convert(source, quiet)
+    write_model(folder, config, mapped, source, "float32")
+    report = parity_checker("float32", None, label=str(folder), log=quiet)(folder, source)
+    record_checks(folder, report)
+    return report
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(BUGS))
-def test_a_broken_rule_is_localised(bug, real_checkpoint, tmp_path, monkeypatch):
+def test_a_broken_rule_is_localised(bug, published, real_checkpoint, tmp_path, monkeypatch):
     expected, inject = BUGS[bug]
     inject(monkeypatch)
-    result = build(real_checkpoint, tmp_path / "broken", log=quiet)
-    report = CheckReport.model_validate_json((tmp_path / "broken" / "checks.json").read_text())
-    assert result.checks_passed is False and not report.passed
+    report = recheck_with_broken_rules(published, real_checkpoint, tmp_path / "broken")
+    assert not report.passed and not report_of(tmp_path / "broken").passed
     assert report.first_failure == expected
     assert not any(c.passed for c in report.full_model if c.input.startswith("speech"))
     manifest = json.loads((tmp_path / "broken" / "manifest.json").read_text())
     assert manifest["checks"]["passed"] is False
 
 
-def test_checks_cli_passes_a_good_folder(checked, real_checkpoint):
-    result, _ = checked
-    run = subprocess.run([sys.executable, "-m", "converter", "check", str(result.out), "--checkpoint", str(real_checkpoint)], capture_output=True, text=True)
+@pytest.mark.slow
+def test_check_command_passes_a_good_folder(small_checked, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(small_checked, folder)
+    checkpoint = small_checked.parent / "small.ckpt"
+    run = subprocess.run([sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(checkpoint)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "sincnet.stage0" in run.stdout and "mixed-batch" in run.stdout and "passed" in run.stdout.splitlines()[-1]
+    assert Manifest.model_validate_json((folder / "manifest.json").read_text()).checks.summary == report_of(folder).summary()
 
 
-def test_checks_cli_refuses_a_different_checkpoint(checked, fixture_checkpoints):
-    result, _ = checked
-    run = subprocess.run([sys.executable, "-m", "converter", "check", str(result.out), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
+def test_check_command_refuses_a_different_checkpoint(small_checked, tmp_path, fixture_checkpoints):
+    folder = tmp_path / "model"
+    shutil.copytree(small_checked, folder)
+    recorded = Manifest.model_validate_json((folder / "manifest.json").read_text()).source.sha256
+    run = subprocess.run([sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1
-    assert "was converted from a checkpoint with sha256 0b5b3216d60a" in errors[0]
+    assert f"was converted from a checkpoint with sha256 {recorded[:12]}" in errors[0]
 
 
+@pytest.mark.slow
 def test_failing_build_exits_non_zero_and_is_marked_failed(real_checkpoint, tmp_path):
     script = (
         "import sys, mlx.nn as nn\n"
@@ -169,6 +202,7 @@ def test_failing_build_exits_non_zero_and_is_marked_failed(real_checkpoint, tmp_
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["checks"]["passed"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_low_precision_builds_report_their_drift(dtype, real_checkpoint, tmp_path):
     (recipe,) = load_recipes()

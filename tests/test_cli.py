@@ -32,18 +32,18 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_default_build_converts_and_checks_every_recipe(tmp_path):
-    result = converter("build", "--dist", str(tmp_path / "dist"))
+@pytest.mark.slow
+def test_default_build_converts_and_checks_every_recipe(published_run):
+    result, out = published_run.run, published_run.folder
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "dist" / "segmentation"
-    assert leftovers(tmp_path / "dist") == ["segmentation"]
+    assert leftovers(out.parent) == ["segmentation"]
     assert leftovers(out) == ["README.md", "checks.json", "config.json", "manifest.json", "model.safetensors"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checks"]["passed"] is True
     assert manifest["source"]["sha256"] == "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea"
     assert manifest["model_type"] == "pyannet" and manifest["conversion"] == {"sincnet_filters": "precomputed"}
     assert "reading" in result.stderr and "running parity checks" in result.stderr
-    assert "dist/segmentation: 31 tensors" in result.stdout and "checks passed" in result.stdout
+    assert f"{out}: 31 tensors" in result.stdout and "checks passed" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["frames"]["step_samples"] == 270 and config["frames"]["receptive_field_size"] == 991
 

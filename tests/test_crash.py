@@ -20,6 +20,7 @@ import mlx_segmentation
 from forge import small_pyannet
 
 TIMEOUT = 300.0
+pytestmark = pytest.mark.slow  # each test runs and kills whole builds in subprocesses
 
 
 @pytest.fixture(scope="module")

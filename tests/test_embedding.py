@@ -69,6 +69,14 @@ def test_pooling_is_channel_major_mean_then_std():
 
 
 @pytest.fixture(scope="module")
+def wespeaker_converted(fixture_checkpoints, tmp_path_factory):
+    """The WeSpeaker fixture converted without checks (the tests compare with pyannote.audio themselves)."""
+    from converter.build import build
+
+    return build(fixture_checkpoints["wespeaker"], tmp_path_factory.mktemp("wespeaker") / "model", log=lambda m: None).out
+
+
+@pytest.fixture(scope="module")
 def wespeaker_build(fixture_checkpoints, tmp_path_factory):
     """`python -m converter build` on the WeSpeaker fixture, checks included."""
     out = tmp_path_factory.mktemp("wespeaker") / "model"
@@ -79,6 +87,7 @@ def wespeaker_build(fixture_checkpoints, tmp_path_factory):
     return run, out
 
 
+@pytest.mark.slow
 def test_build_passes_its_checks(wespeaker_build):
     run, out = wespeaker_build
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -91,8 +100,8 @@ def test_build_passes_its_checks(wespeaker_build):
     assert all(c["min_cosine"] >= 0.9999 for c in report["full_model"])
 
 
-def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_build, fixture_checkpoints):
-    _, out = wespeaker_build
+def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted, fixture_checkpoints):
+    out = wespeaker_converted
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_type"] == "wespeaker_resnet" and manifest["conversion"] == {"batchnorm": "kept"}
     used = {key for record in manifest["tensors"].values() for key in record["source_keys"]}
@@ -104,8 +113,8 @@ def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_build, fix
 
 
 @pytest.mark.parametrize("seconds", [1.0, 10.0])
-def test_loaded_model_equals_pyannote(wespeaker_build, fixture_checkpoints, seconds):
-    _, out = wespeaker_build
+def test_loaded_model_equals_pyannote(wespeaker_converted, fixture_checkpoints, seconds):
+    out = wespeaker_converted
     model = mlx_segmentation.load(out)
     assert isinstance(model, WeSpeakerResNet34) and model.dimension == 256
     reference = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()
@@ -122,8 +131,8 @@ def test_loaded_model_equals_pyannote(wespeaker_build, fixture_checkpoints, seco
         assert cosine.min() >= 0.9999
 
 
-def test_too_short_input_is_refused(wespeaker_build):
-    model = mlx_segmentation.load(wespeaker_build[1])
+def test_too_short_input_is_refused(wespeaker_converted):
+    model = mlx_segmentation.load(wespeaker_converted)
     with pytest.raises(ValueError, match="too short"):
         model(mx.zeros((1, model.min_num_samples - 1)))
 
@@ -151,6 +160,7 @@ def test_references_are_pyannotes_from_pretrained(fixture_checkpoints, monkeypat
                 torch.testing.assert_close(ours(waveforms, weights=w), theirs(waveforms, weights=w), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_build_writes_an_embedding_model_card(wespeaker_build):
     from huggingface_hub import ModelCard
 
@@ -162,6 +172,7 @@ def test_build_writes_an_embedding_model_card(wespeaker_build):
     assert "README.md" in manifest["files"]
 
 
+@pytest.mark.slow
 def test_embedding_model_can_be_published(wespeaker_build):
     """`push` verifies the checked embedding folder like a segmentation one (dry run: nothing is sent)."""
     from converter.publish import push

@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 
+from checks.report import CheckReport
 from converter import cli
 from converter.build import BuildResult, build
 from converter.publish import PublishError, push
@@ -23,9 +24,10 @@ FILES = ["README.md", "checks.json", "config.json", "manifest.json", "model.safe
 
 
 @pytest.fixture
-def folder(published, tmp_path):
+def folder(small_checked, tmp_path):
+    """A copy of a checked build, free to be edited."""
     copy = tmp_path / "segmentation"
-    shutil.copytree(published, copy)
+    shutil.copytree(small_checked, copy)
     return copy
 
 
@@ -63,6 +65,7 @@ def http_error(status: int) -> HfHubHTTPError:
     return HfHubHTTPError(f"{status} error", response=httpx2.Response(status, request=request))
 
 
+@pytest.mark.slow
 def test_card_is_valid_hub_metadata(published):
     card = ModelCard.load(published / "README.md")
     data = card.data
@@ -183,7 +186,8 @@ def test_no_token_is_a_clear_error(folder, tmp_path):
 def test_build_push_publishes_every_recipe_to_its_repo(monkeypatch, folder, tmp_path):
     pushed = []
     manifest = Manifest.model_validate_json((folder / "manifest.json").read_text())
-    monkeypatch.setattr(cli, "build", lambda checkpoint, out, **kw: BuildResult(folder, manifest, True, "passed"))
+    report = CheckReport.model_validate_json((folder / "checks.json").read_text())
+    monkeypatch.setattr(cli, "build", lambda checkpoint, out, **kw: BuildResult(folder, manifest, report))
     monkeypatch.setattr(cli, "cached_source", lambda recipe: folder / "model.safetensors")
     monkeypatch.setattr(cli, "push", lambda out, repo, **kw: pushed.append((out, repo)))
     assert cli.main(["build", "--push", "--dist", str(tmp_path / "dist")]) == 0
@@ -219,20 +223,20 @@ def load_offline(cache: Path, target: str, revision: str | None = None) -> subpr
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
 
 
-def test_load_by_repo_id_from_the_hub_cache_offline(published, tmp_path):
-    make_hub_cache(tmp_path / "hub", "org/seg", published, ["config.json", "manifest.json", "model.safetensors"])
+def test_load_by_repo_id_from_the_hub_cache_offline(small_checked, tmp_path):
+    make_hub_cache(tmp_path / "hub", "org/seg", small_checked, ["config.json", "manifest.json", "model.safetensors"])
     run = load_offline(tmp_path / "hub", "org/seg")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "(1, 293, 3)"
+    assert run.stdout.strip() == "(1, 293, 2)"
 
 
-def test_load_a_revision(published, tmp_path):
-    make_hub_cache(tmp_path / "hub", "org/seg", published, ["config.json", "manifest.json", "model.safetensors"], branch="v1")
+def test_load_a_revision(small_checked, tmp_path):
+    make_hub_cache(tmp_path / "hub", "org/seg", small_checked, ["config.json", "manifest.json", "model.safetensors"], branch="v1")
     assert load_offline(tmp_path / "hub", "org/seg", revision="v1").returncode == 0
 
 
-def test_hub_cache_with_a_tampered_blob_is_refused(published, tmp_path):
-    make_hub_cache(tmp_path / "hub", "org/seg", published, ["config.json", "manifest.json", "model.safetensors"])
+def test_hub_cache_with_a_tampered_blob_is_refused(small_checked, tmp_path):
+    make_hub_cache(tmp_path / "hub", "org/seg", small_checked, ["config.json", "manifest.json", "model.safetensors"])
     blob = (tmp_path / "hub" / "models--org--seg" / "snapshots" / COMMIT / "model.safetensors").resolve()
     data = bytearray(blob.read_bytes())
     data[-5] ^= 1
@@ -241,8 +245,8 @@ def test_hub_cache_with_a_tampered_blob_is_refused(published, tmp_path):
     assert run.returncode != 0 and "does not match its sha256 in the manifest" in run.stderr
 
 
-def test_hub_repo_missing_a_file_is_refused(published, tmp_path):
-    make_hub_cache(tmp_path / "hub", "org/seg", published, ["config.json", "model.safetensors"])
+def test_hub_repo_missing_a_file_is_refused(small_checked, tmp_path):
+    make_hub_cache(tmp_path / "hub", "org/seg", small_checked, ["config.json", "model.safetensors"])
     run = load_offline(tmp_path / "hub", "org/seg")
     assert run.returncode != 0 and "org/seg: the repo has no manifest.json" in run.stderr
 

@@ -92,10 +92,10 @@ CASES: dict[str, tuple[Callable[[Path], None], str | None, str]] = {
 
 
 @pytest.fixture
-def tampered(request, published, tmp_path) -> tuple[Path, str | None, str]:
+def tampered(request, small_checked, tmp_path) -> tuple[Path, str | None, str]:
     tamper, load_says, push_says = CASES[request.param]
     folder = tmp_path / "segmentation"
-    shutil.copytree(published, folder)
+    shutil.copytree(small_checked, folder)
     tamper(folder)
     return folder, load_says, push_says
 
@@ -132,7 +132,7 @@ def test_push_dry_run(tampered):
     assert push_says in one_error_line(result)
 
 
-def test_untampered_folder_passes_all_three(published):
-    assert mlx_segmentation.load(published).specifications.duration == 5.0
-    result = subprocess.run([sys.executable, "-m", "converter", "push", str(published), "--repo", "me/seg", "--dry-run"], capture_output=True, text=True)
+def test_untampered_folder_passes_all_three(small_checked):
+    assert mlx_segmentation.load(small_checked).specifications.duration == 5.0
+    result = subprocess.run([sys.executable, "-m", "converter", "push", str(small_checked), "--repo", "me/seg", "--dry-run"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

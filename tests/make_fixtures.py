@@ -1,6 +1,6 @@
 """Make PyanNet checkpoints with pyannote.audio's own classes, saved as pyannote.audio 4.x saves them.
 
-    python scripts/make_fixtures.py OUT_DIR [--trained pytorch_model.bin]
+    python tests/make_fixtures.py OUT_DIR [--trained pytorch_model.bin]
 
 - `powerset.ckpt`: the segmentation-3.0 layout (3 speakers, at most 2 at once = 7 powerset classes,
   10 s windows, log-softmax). Its real weights are gated on the Hub, so the trained 2022 SincNet,
