@@ -1,4 +1,5 @@
-"""Component checks: identical inputs through each PyTorch and MLX component, in forward order.
+"""Component checks of a segmentation model (PyanNet): identical inputs through each PyTorch and
+MLX component, in forward order.
 
 Each component's input is the float64 reference's own activation at that point, on real speech, so
 an error shows up in the component that makes it rather than in everything downstream. The torch

@@ -1,4 +1,4 @@
-"""The inputs of the full-model checks: real speech and the signals that break fragile ports."""
+"""The inputs of a segmentation model's full-model checks: real speech and the signals that break fragile ports."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     verbs = root.add_subparsers(dest="verb", required=True)
 
     build_verb = verbs.add_parser("build", help="convert checkpoints to MLX model folders and check them")
-    build_verb.add_argument("--checkpoint", type=Path, help="a pyannote PyanNet checkpoint (default: every recipe)")
+    build_verb.add_argument("--checkpoint", type=Path, help="a pyannote.audio checkpoint: PyanNet or WeSpeakerResNet34 (default: every recipe)")
     build_verb.add_argument("--out", type=Path, help="output folder (default: dist/<recipe name>)")
     build_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR, help="folder of recipes (default: models/)")
     build_verb.add_argument("--dist", type=Path, default=Path("dist"), help="where recipe builds go (default: dist/)")
