@@ -1,6 +1,7 @@
 """Speed of speaker-embedding extraction (WeSpeakerResNet34), MLX against PyTorch, one run, one machine.
 
-    python benchmarks/embedding_speed.py --checkpoint wespeaker.ckpt [--seconds 3 10] [--batches 1 8 32] [--out embedding_speed.json]
+    python benchmarks/embedding_speed.py --checkpoint wespeaker.ckpt [--seconds 3 10] [--batches 1 8 32]
+        [--out embedding_speed.json]
 
 Builds the MLX model from the checkpoint (timing the conversion), then, for each segment length and
 batch size, times MLX and the PyTorch reference (pyannote.audio's model, else checks.torch_wespeaker,
@@ -85,13 +86,23 @@ def main() -> None:
             ours, theirs = np.array(model(x_mlx)), run_torch().cpu().numpy()
             cosine = float(cosines(ours, theirs).min())
             audio_seconds = batch * seconds
-            rows.append({
-                "seconds": seconds, "batch": batch,
-                "mlx_seconds": round(t_mlx, 4), "torch_seconds": round(t_torch, 4),
-                "mlx_audio_per_second": round(audio_seconds / t_mlx, 1), "torch_audio_per_second": round(audio_seconds / t_torch, 1),
-                "mlx_over_torch_time": round(t_mlx / t_torch, 3), "min_cosine": cosine,
-            })
-            print(f"{seconds:g} s x {batch:>3}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, MLX/PyTorch time {t_mlx / t_torch:6.2f}, cosine {cosine:.7f}", flush=True)
+            rows.append(
+                {
+                    "seconds": seconds,
+                    "batch": batch,
+                    "mlx_seconds": round(t_mlx, 4),
+                    "torch_seconds": round(t_torch, 4),
+                    "mlx_audio_per_second": round(audio_seconds / t_mlx, 1),
+                    "torch_audio_per_second": round(audio_seconds / t_torch, 1),
+                    "mlx_over_torch_time": round(t_mlx / t_torch, 3),
+                    "min_cosine": cosine,
+                }
+            )
+            print(
+                f"{seconds:g} s x {batch:>3}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, "
+                f"MLX/PyTorch time {t_mlx / t_torch:6.2f}, cosine {cosine:.7f}",
+                flush=True,
+            )
     results["embeddings"] = rows
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

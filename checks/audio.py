@@ -48,7 +48,10 @@ def long_recording(seconds: float = 600.0, seed: int = 0) -> np.ndarray:
         length = int(rng.uniform(4, 20) * rate)
         start = int(rng.integers(0, len(speech) - length))
         pause = int(rng.uniform(0.2, 3.0) * rate)
-        pieces += [speech[start : start + length] * np.float32(rng.uniform(0.3, 1.5)), rng.normal(0, 1e-3, pause).astype(np.float32)]
+        pieces += [
+            speech[start : start + length] * np.float32(rng.uniform(0.3, 1.5)),
+            rng.normal(0, 1e-3, pause).astype(np.float32),
+        ]
         total += length + pause
     return np.concatenate(pieces).astype(np.float32)
 

@@ -61,38 +61,65 @@ def _lstm_layers(reference: torch.nn.Module) -> Iterator[torch.nn.LSTM]:
             size = stacked.input_size if k == 0 else stacked.hidden_size * (2 if stacked.bidirectional else 1)
             layer = torch.nn.LSTM(size, stacked.hidden_size, 1, batch_first=True, bidirectional=stacked.bidirectional)
             layer.load_state_dict(
-                {name.replace(f"_l{k}", "_l0"): value for name, value in stacked.state_dict().items() if f"_l{k}" in name}
+                {
+                    name.replace(f"_l{k}", "_l0"): value
+                    for name, value in stacked.state_dict().items()
+                    if f"_l{k}" in name
+                }
             )
             yield layer.to(next(stacked.parameters()).dtype).eval()
     else:
         yield from reference.lstm
 
 
-def component_outputs(model: PyanNet, ref32: torch.nn.Module, ref64: torch.nn.Module, waveforms: np.ndarray) -> list[ComponentOutputs]:
+def component_outputs(
+    model: PyanNet, ref32: torch.nn.Module, ref64: torch.nn.Module, waveforms: np.ndarray
+) -> list[ComponentOutputs]:
     """Run every component of both frameworks on the float64 reference's own inputs."""
     results: list[ComponentOutputs] = []
 
     def record(name: str, ours: mx.array, out32: torch.Tensor, out64: torch.Tensor) -> None:
-        results.append(ComponentOutputs(name, np.array(ours.astype(mx.float32)).astype(np.float64), _numpy(out32), _numpy(out64)))
+        results.append(
+            ComponentOutputs(name, np.array(ours.astype(mx.float32)).astype(np.float64), _numpy(out32), _numpy(out64))
+        )
 
     dtype = model.classifier.weight.dtype
     x64 = torch.from_numpy(waveforms).double()[:, None, :]
 
     # SincNet: waveform normalisation, the filters, then three conv/pool/norm/LeakyReLU stages.
     out32, out64 = _both(ref32.sincnet.wav_norm1d, ref64.sincnet.wav_norm1d, x64)
-    record("sincnet.wav_norm1d", model.sincnet.wav_norm1d(_mlx(x64[:, 0]).astype(dtype)[:, :, None]), _channels_last(out32), _channels_last(out64))
+    record(
+        "sincnet.wav_norm1d",
+        model.sincnet.wav_norm1d(_mlx(x64[:, 0]).astype(dtype)[:, :, None]),
+        _channels_last(out32),
+        _channels_last(out64),
+    )
     x64 = out64
     with torch.inference_mode():
-        filters32, filters64 = ref32.sincnet.conv1d[0].filterbank.filters(), ref64.sincnet.conv1d[0].filterbank.filters()
-    record("sincnet.filters", model.sincnet.conv1d[0].weight[None, :, :, 0], _channels_last(filters32)[None, ..., 0], _channels_last(filters64)[None, ..., 0])
+        filters32, filters64 = (
+            ref32.sincnet.conv1d[0].filterbank.filters(),
+            ref64.sincnet.conv1d[0].filterbank.filters(),
+        )
+    record(
+        "sincnet.filters",
+        model.sincnet.conv1d[0].weight[None, :, :, 0],
+        _channels_last(filters32)[None, ..., 0],
+        _channels_last(filters64)[None, ..., 0],
+    )
     for c in range(3):
+
         def stage(sincnet, inputs, c=c):
             outputs = sincnet.conv1d[c](inputs)
             outputs = torch.abs(outputs) if c == 0 else outputs
             return F.leaky_relu(sincnet.norm1d[c](sincnet.pool1d[c](outputs)))
 
         out32, out64 = _both(lambda t: stage(ref32.sincnet, t), lambda t: stage(ref64.sincnet, t), x64)
-        record(f"sincnet.stage{c}", model.sincnet.stage(c, _mlx(_channels_last(x64)).astype(dtype)), _channels_last(out32), _channels_last(out64))
+        record(
+            f"sincnet.stage{c}",
+            model.sincnet.stage(c, _mlx(_channels_last(x64)).astype(dtype)),
+            _channels_last(out32),
+            _channels_last(out64),
+        )
         x64 = out64
     x64 = _channels_last(x64)
 
@@ -107,7 +134,9 @@ def component_outputs(model: PyanNet, ref32: torch.nn.Module, ref64: torch.nn.Mo
             with torch.inference_mode():
                 out32, _ = layer32(x64.float(), None if state is None else (state[0].float(), state[1].float()))
                 out64, _ = layer64(x64, state)
-            ours, _ = ours_layer(_mlx(x64).astype(dtype), None if state is None else (_mlx(h0).astype(dtype), _mlx(c0).astype(dtype)))
+            ours, _ = ours_layer(
+                _mlx(x64).astype(dtype), None if state is None else (_mlx(h0).astype(dtype), _mlx(c0).astype(dtype))
+            )
             for d, direction in enumerate(["forward", "reverse"][:directions]):
                 part = slice(d * hidden, (d + 1) * hidden)
                 record(f"lstm.layers.{k}.{direction}{label}", ours[..., part], out32[..., part], out64[..., part])
@@ -117,7 +146,9 @@ def component_outputs(model: PyanNet, ref32: torch.nn.Module, ref64: torch.nn.Mo
 
     # Feed-forward layers (each followed by LeakyReLU), the classifier, the final activation.
     for k in range(len(model.linear)):
-        out32, out64 = _both(lambda t: F.leaky_relu(ref32.linear[k](t)), lambda t: F.leaky_relu(ref64.linear[k](t)), x64)
+        out32, out64 = _both(
+            lambda t: F.leaky_relu(ref32.linear[k](t)), lambda t: F.leaky_relu(ref64.linear[k](t)), x64
+        )
         record(f"linear.{k}", pyannet.linear_activation(model.linear[k](_mlx(x64).astype(dtype))), out32, out64)
         x64 = out64
     out32, out64 = _both(ref32.classifier, ref64.classifier, x64)

@@ -34,16 +34,23 @@ class RankingCheck(BaseModel):
     largest_similarity_difference: float  # max |cos_mlx - cos_pytorch| over pairs
     passed: bool
 
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-def full_model_check(name: str, model: WeSpeakerResNet34, ref32, ref64, waveforms: np.ndarray, weights: np.ndarray | None) -> EmbeddingCheck:
+def full_model_check(
+    name: str, model: WeSpeakerResNet34, ref32, ref64, waveforms: np.ndarray, weights: np.ndarray | None
+) -> EmbeddingCheck:
     w32 = None if weights is None else torch.from_numpy(weights)
     with torch.inference_mode():
         out32 = ref32(torch.from_numpy(waveforms)[:, None], weights=w32).double().numpy()
-        out64 = ref64(torch.from_numpy(waveforms).double()[:, None], weights=None if w32 is None else w32.double()).numpy()
-    ours = np.array(model(mx.array(waveforms), None if weights is None else mx.array(weights)).astype(mx.float32)).astype(np.float64)
+        out64 = ref64(
+            torch.from_numpy(waveforms).double()[:, None], weights=None if w32 is None else w32.double()
+        ).numpy()
+    ours = np.array(
+        model(mx.array(waveforms), None if weights is None else mx.array(weights)).astype(mx.float32)
+    ).astype(np.float64)
     cosine = float(cosines(ours, out32).min())
     return EmbeddingCheck(
         input=name,

@@ -100,7 +100,9 @@ def compare(
     pearson, cosine = _correlation(ours.ravel(), ref32.ravel())
     pearson_64, _ = _correlation(ours.ravel(), ref64.ravel())
     reference_pearson = min(_correlation(r.ravel(), ref64.ravel())[0] for r in (ref32, *perturbed))
-    correlated = pearson >= gates.min_correlation or (1 - pearson_64) <= gates.exactness_factor * (1 - reference_pearson)
+    correlated = pearson >= gates.min_correlation or (1 - pearson_64) <= gates.exactness_factor * (
+        1 - reference_pearson
+    )
     return Metrics(
         name=name,
         shape=list(ours.shape),
@@ -134,7 +136,9 @@ def decide(probs: np.ndarray, spec: Specifications) -> tuple[np.ndarray, np.ndar
     return probs > 0.5, np.abs(probs - 0.5)
 
 
-def compare_decisions(ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, spec: Specifications, tolerance: float, gates: Gates) -> DecisionMetrics:
+def compare_decisions(
+    ours: np.ndarray, ref32: np.ndarray, ref64: np.ndarray, spec: Specifications, tolerance: float, gates: Gates
+) -> DecisionMetrics:
     to_probs = probabilities(spec)
     d_ours, _ = decide(to_probs(ours), spec)
     d32, _ = decide(to_probs(ref32), spec)
@@ -176,4 +180,10 @@ def full_model_check(
     if perturbed is not None and gates.exactness_factor > 0 and not (output.passed and decisions.passed):
         output = compare(name, ours, ref32, ref64, gates, probabilities=probabilities(spec), perturbed=perturbed())
         decisions = compare_decisions(ours, ref32, ref64, spec, output.tolerance, gates)
-    return FullModelCheck(input=name, description=description, output=output, decisions=decisions, passed=output.passed and decisions.passed)
+    return FullModelCheck(
+        input=name,
+        description=description,
+        output=output,
+        decisions=decisions,
+        passed=output.passed and decisions.passed,
+    )

@@ -89,7 +89,9 @@ def pipeline_check(
     scores_64, _ = pyannote_speech(as_float64_on_float32_inputs(reference_model), waveform, sample_rate, params, name)
     our_speech = annotation(ours.regions, name)
     if not their_scores.shape == scores_64.shape == ours.segmentation.speech.shape:
-        raise ValueError(f"{name}: aggregated scores shaped {ours.segmentation.speech.shape}, pyannote's {their_scores.shape}")
+        raise ValueError(
+            f"{name}: aggregated scores shaped {ours.segmentation.speech.shape}, pyannote's {their_scores.shape}"
+        )
     score_diff = float(np.abs(their_scores - ours.segmentation.speech).max())
     score_diff_64 = float(np.abs(scores_64 - ours.segmentation.speech).max())
     reference_error = float(np.abs(scores_64 - their_scores).max())

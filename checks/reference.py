@@ -77,7 +77,7 @@ def pyannote_model(source: Checkpoint, config: PyanNetConfig) -> torch.nn.Module
 
 
 def wespeaker_reference(source: Checkpoint, config: WeSpeakerConfig) -> tuple[torch.nn.Module, str]:
-    """pyannote.audio's WeSpeakerResNet34 when installed, else checks.torch_wespeaker (tests prove the two bit-identical)."""
+    """pyannote.audio's WeSpeakerResNet34 if installed, else checks.torch_wespeaker (tests prove them bit-identical)."""
     try:
         from pyannote.audio.models.embedding import WeSpeakerResNet34
     except ImportError:
@@ -88,8 +88,13 @@ def wespeaker_reference(source: Checkpoint, config: WeSpeakerConfig) -> tuple[to
     else:
         f = config.fbank  # its other settings are fixed at WeSpeakerResNet34's values (see FbankConfig)
         model = WeSpeakerResNet34(
-            sample_rate=config.sample_rate, num_channels=config.num_channels, num_mel_bins=f.num_mel_bins,
-            frame_length=f.frame_length, frame_shift=f.frame_shift, dither=f.dither, window_type=f.window_type,
+            sample_rate=config.sample_rate,
+            num_channels=config.num_channels,
+            num_mel_bins=f.num_mel_bins,
+            frame_length=f.frame_length,
+            frame_shift=f.frame_shift,
+            dither=f.dither,
+            window_type=f.window_type,
             use_energy=f.use_energy,
         )
         name = "pyannote.audio"

@@ -63,27 +63,32 @@ class CheckReport(ReportHeader):
         lines.append(f"{'full model':<38} {'':>9} {'':>9} {'':>9} {'':>11} {'excl/diff':>12}")
         for check in self.full_model:
             d = check.decisions
-            lines.append(f"{check.input:<38} {_row(check.output)} {f'{d.excluded}/{d.mismatches}':>12}  {_ok(check.passed)}")
-        for p in self.pipeline:
-            truth = "" if p.detection_error_vs_truth is None else (
-                f", vs {p.recording}.rttm: ours {100 * p.detection_error_vs_truth:.2f}% pyannote {100 * p.reference_detection_error_vs_truth:.2f}%"
+            lines.append(
+                f"{check.input:<38} {_row(check.output)} {f'{d.excluded}/{d.mismatches}':>12}  {_ok(check.passed)}"
             )
+        for p in self.pipeline:
+            truth = ""
+            if p.detection_error_vs_truth is not None:
+                ours, theirs = 100 * p.detection_error_vs_truth, 100 * p.reference_detection_error_vs_truth
+                truth = f", vs {p.recording}.rttm: ours {ours:.2f}% pyannote {theirs:.2f}%"
             lines.append(
                 f"pipeline {p.recording} ({p.duration:.0f} s): scores max |diff| {p.max_abs_score_diff:.2e} "
-                f"(vs float64 {p.max_abs_score_diff_vs_float64:.2e}, pyannote's own {p.reference_score_error:.2e}), detection error vs "
-                f"pyannote {100 * p.detection_error_vs_pyannote:.2f}%, regions {p.regions}/{p.reference_regions}{truth}  {_ok(p.passed)}"
+                f"(vs float64 {p.max_abs_score_diff_vs_float64:.2e}, pyannote's own {p.reference_score_error:.2e}), "
+                f"detection error vs pyannote {100 * p.detection_error_vs_pyannote:.2f}%, "
+                f"regions {p.regions}/{p.reference_regions}{truth}  {_ok(p.passed)}"
             )
         for check in self.full_model:
             o = check.output
             if o.reference_conditioning is not None:
                 lines.append(
-                    f"{check.input}: float32 rounding alone moves float64's output by c = {o.reference_conditioning:.2e} "
+                    f"{check.input}: float32 rounding alone moves float64's output by "
+                    f"c = {o.reference_conditioning:.2e} "
                     f"(e = {o.reference_float32_error:.2e}): gated at max(2 max(e, c), floor)"
                 )
         drift = self.drift_vs_float32
         lines.append(
-            f"drift vs float32 reference on real speech: max |dp| {drift.max_abs_probability:.2e}, mean {drift.mean_abs_probability:.2e}, "
-            f"decisions equal {100 * drift.decision_agreement:.3f}%"
+            f"drift vs float32 reference on real speech: max |dp| {drift.max_abs_probability:.2e}, "
+            f"mean {drift.mean_abs_probability:.2e}, decisions equal {100 * drift.decision_agreement:.3f}%"
         )
         if self.first_failure:
             lines.append(f"first failing component: {self.first_failure}")
@@ -92,7 +97,8 @@ class CheckReport(ReportHeader):
     def markdown(self) -> str:
         """The model card's parity section."""
         rows = [
-            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | Pearson vs float32 | decisions differing |",
+            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | Pearson vs float32 "
+            "| decisions differing |",
             "| --- | --- | --- | --- | --- |",
         ]
         for check in self.full_model:
@@ -104,8 +110,9 @@ class CheckReport(ReportHeader):
         for p in self.pipeline:
             rows.append("")
             rows.append(
-                f"Speech detection on `{p.recording}.wav` ({p.duration:.0f} s) against pyannote's VoiceActivityDetection: "
-                f"scores max |diff| {p.max_abs_score_diff:.1e}, detection error {100 * p.detection_error_vs_pyannote:.2f}%, "
+                f"Speech detection on `{p.recording}.wav` ({p.duration:.0f} s) against pyannote's "
+                f"VoiceActivityDetection: scores max |diff| {p.max_abs_score_diff:.1e}, "
+                f"detection error {100 * p.detection_error_vs_pyannote:.2f}%, "
                 f"{p.regions} regions (pyannote {p.reference_regions})."
             )
         return (
@@ -132,21 +139,24 @@ class EmbeddingCheckReport(ReportHeader):
     def table(self) -> str:
         lines = [f"{'check':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'gate':>9} {'pearson':>11}  ok"]
         for c in self.components:
-            lines.append(f"{c.name:<38} {c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e} {c.tolerance:>9.2e} {c.pearson:>11.8f}  {'yes' if c.passed else 'NO'}")
+            lines.append(f"{c.name:<38} {_row(c)}  {_ok(c.passed)}")
         lines.append(f"{'full model':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'min cos':>11}")
         for c in self.full_model:
-            lines.append(f"{c.input:<38} {c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e} {c.min_cosine:>11.8f}  {'yes' if c.passed else 'NO'}")
+            errors = f"{c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e}"
+            lines.append(f"{c.input:<38} {errors} {c.min_cosine:>11.8f}  {_ok(c.passed)}")
         r = self.ranking
         lines.append(
             f"ranking of {r.pairs} pairwise similarities over {len(r.segments)} segments: "
-            f"{'same order' if r.same_order else 'DIFFERENT order'}, max |cos diff| {r.largest_similarity_difference:.2e}  {'yes' if r.passed else 'NO'}"
+            f"{'same order' if r.same_order else 'DIFFERENT order'}, "
+            f"max |cos diff| {r.largest_similarity_difference:.2e}  {_ok(r.passed)}"
         )
         return "\n".join(lines)
 
     def markdown(self) -> str:
         """The model card's parity section."""
         rows = [
-            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error | lowest cosine with pyannote float32 |",
+            "| input | max \\|MLX − pyannote float64\\| | pyannote float32's own error "
+            "| lowest cosine with pyannote float32 |",
             "| --- | --- | --- | --- |",
         ]
         rows += [

@@ -130,7 +130,9 @@ def run_wespeaker_checks(
         full.append(embedding_check(f"speech {seconds:g} s", model, ref32, ref64, waveforms, None))
         frames = int(seconds * model.config.sample_rate) // 270  # a segmentation frame rate; pooling resizes them
         weights = rng.random((2, 2, frames)).astype(np.float32)
-        full.append(embedding_check(f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights))
+        full.append(
+            embedding_check(f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights)
+        )
     log("ranking check on single-speaker segments of sample.wav")
     ranking = ranking_check(model, ref32)
     first_failure = next((c.name for c in components if not c.passed), None)
@@ -151,7 +153,9 @@ def run_wespeaker_checks(
 def _drift(parts: list[tuple[np.ndarray, np.ndarray]], spec: Specifications) -> Drift:
     to_probs = probabilities(spec)
     differences = np.concatenate([np.abs(to_probs(a) - to_probs(b)).ravel() for a, b in parts])
-    agreements = np.concatenate([(decide(to_probs(a), spec)[0] == decide(to_probs(b), spec)[0]).ravel() for a, b in parts])
+    agreements = np.concatenate(
+        [(decide(to_probs(a), spec)[0] == decide(to_probs(b), spec)[0]).ravel() for a, b in parts]
+    )
     return Drift(
         max_abs_probability=float(differences.max()),
         mean_abs_probability=float(differences.mean()),

@@ -79,7 +79,9 @@ class SincNet(nn.Module):
             ]
         )
         self.pool1d = nn.ModuleList([nn.MaxPool1d(POOL, stride=POOL) for _ in range(3)])
-        self.norm1d = nn.ModuleList([nn.InstanceNorm1d(n, affine=True) for n in (SINC_FILTERS, CONV_CHANNELS, CONV_CHANNELS)])
+        self.norm1d = nn.ModuleList(
+            [nn.InstanceNorm1d(n, affine=True) for n in (SINC_FILTERS, CONV_CHANNELS, CONV_CHANNELS)]
+        )
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         outputs = self.wav_norm1d(waveforms)
@@ -99,11 +101,16 @@ class TorchPyanNet(nn.Module):
         self.sincnet = SincNet(config.sincnet.stride, config.sample_rate)
         directions = 2 if lstm.bidirectional else 1
         if lstm.monolithic:
-            self.lstm = nn.LSTM(CONV_CHANNELS, lstm.hidden_size, lstm.num_layers, batch_first=True, bidirectional=lstm.bidirectional)
+            self.lstm = nn.LSTM(
+                CONV_CHANNELS, lstm.hidden_size, lstm.num_layers, batch_first=True, bidirectional=lstm.bidirectional
+            )
         else:
             sizes = [CONV_CHANNELS] + [lstm.hidden_size * directions] * (lstm.num_layers - 1)
             self.lstm = nn.ModuleList(
-                [nn.LSTM(size, lstm.hidden_size, 1, batch_first=True, bidirectional=lstm.bidirectional) for size in sizes]
+                [
+                    nn.LSTM(size, lstm.hidden_size, 1, batch_first=True, bidirectional=lstm.bidirectional)
+                    for size in sizes
+                ]
             )
         features = [lstm.hidden_size * directions] + [config.linear.hidden_size] * config.linear.num_layers
         self.linear = nn.ModuleList([nn.Linear(a, b) for a, b in zip(features[:-1], features[1:])])

@@ -29,7 +29,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -97,9 +99,16 @@ class TorchWeSpeakerResNet34(nn.Module):
         self.resnet = ResNet(config)
         f = config.fbank
         self._fbank = partial(
-            kaldi.fbank, num_mel_bins=f.num_mel_bins, frame_length=f.frame_length, round_to_power_of_two=f.round_to_power_of_two,
-            frame_shift=f.frame_shift, snip_edges=f.snip_edges, dither=f.dither, sample_frequency=config.sample_rate,
-            window_type=f.window_type, use_energy=f.use_energy,
+            kaldi.fbank,
+            num_mel_bins=f.num_mel_bins,
+            frame_length=f.frame_length,
+            round_to_power_of_two=f.round_to_power_of_two,
+            frame_shift=f.frame_shift,
+            snip_edges=f.snip_edges,
+            dither=f.dither,
+            sample_frequency=config.sample_rate,
+            window_type=f.window_type,
+            use_energy=f.use_energy,
         )
 
     def compute_fbank(self, waveforms: torch.Tensor) -> torch.Tensor:

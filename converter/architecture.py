@@ -32,9 +32,17 @@ WESPEAKER_ARCHITECTURES = frozenset(
 # WeSpeakerResNet34.__init__'s defaults (pyannote/audio/models/embedding/wespeaker/__init__.py);
 # pyannote's own conversion script saves no hyper-parameters, so these are often all there is.
 WESPEAKER_DEFAULTS = {
-    "sample_rate": 16000, "num_channels": 1, "num_mel_bins": 80, "frame_length": 25, "frame_shift": 10,
-    "dither": 0.0, "window_type": "hamming", "use_energy": False, "round_to_power_of_two": True,
-    "snip_edges": True, "fbank_centering_span": None,
+    "sample_rate": 16000,
+    "num_channels": 1,
+    "num_mel_bins": 80,
+    "frame_length": 25,
+    "frame_shift": 10,
+    "dither": 0.0,
+    "window_type": "hamming",
+    "use_energy": False,
+    "round_to_power_of_two": True,
+    "snip_edges": True,
+    "fbank_centering_span": None,
 }
 
 # PyanNet's defaults (pyannote/audio/models/segmentation/PyanNet.py), merged under the stored
@@ -75,7 +83,10 @@ def wespeaker_config(source: SourceCheckpoint) -> WeSpeakerConfig:
     fbank = {key: hparams[key] for key in FbankConfig.model_fields}
     try:
         return WeSpeakerConfig(
-            sample_rate=hparams["sample_rate"], num_channels=hparams["num_channels"], fbank=FbankConfig(**fbank), resnet=ResNetConfig()
+            sample_rate=hparams["sample_rate"],
+            num_channels=hparams["num_channels"],
+            fbank=FbankConfig(**fbank),
+            resnet=ResNetConfig(),
         )
     except ValidationError as error:
         raise ArchitectureError(f"{source.path}: unsupported hyper-parameter ({_first_error(error)})") from None

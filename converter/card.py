@@ -48,7 +48,11 @@ def render_card(
         pipeline_tag=section.pipeline_tag,
         tags=section.tags,
     )
-    source = f"[{recipe.base_model}](https://huggingface.co/{recipe.base_model})" if recipe else f"`{manifest.source.file_name}`"
+    source = (
+        f"[{recipe.base_model}](https://huggingface.co/{recipe.base_model})"
+        if recipe
+        else f"`{manifest.source.file_name}`"
+    )
     body = f"""
 # {name}
 
@@ -74,16 +78,28 @@ to [MLX](https://github.com/ml-explore/mlx) from {source}, and checked against g
 
 def pyannet_section(config: PyanNetConfig, manifest: Manifest, name: str) -> CardSection:
     spec = config.specifications
-    kind = f"powerset, {spec.num_outputs} classes (at most {spec.powerset_max_classes} speakers at once)" if spec.powerset else "multilabel"
+    kind = (
+        f"powerset, {spec.num_outputs} classes (at most {spec.powerset_max_classes} speakers at once)"
+        if spec.powerset
+        else "multilabel"
+    )
     output = "log-probabilities (log-softmax)" if spec.activation == "log_softmax" else "probabilities (sigmoid)"
     lstm = config.lstm
+    frames = config.frames
+    frame_step = (
+        f"{frames.step_samples} samples ({frames.step:g} s); receptive field {frames.receptive_field_size} samples"
+    )
+    directions = "bidirectional" if lstm.bidirectional else "unidirectional"
+    layers = (
+        f"SincNet, LSTM {lstm.num_layers} x {lstm.hidden_size} ({directions}), {config.linear.num_layers} linear layers"
+    )
     body = f"""| | |
 | --- | --- |
 | classes | {", ".join(spec.classes)} ({kind}) |
 | output | {output}, shaped (batch, frames, {spec.num_outputs}) |
 | window | {spec.duration:g} s at {config.sample_rate} Hz |
-| frame step | {config.frames.step_samples} samples ({config.frames.step:g} s); receptive field {config.frames.receptive_field_size} samples |
-| architecture | SincNet, LSTM {lstm.num_layers} x {lstm.hidden_size} ({"bidirectional" if lstm.bidirectional else "unidirectional"}), {config.linear.num_layers} linear layers |
+| frame step | {frame_step} |
+| architecture | {layers} |
 | weights | {manifest.dtype} |
 
 ## Usage
@@ -111,12 +127,24 @@ or from the command line: `python -m mlx_segmentation meeting.wav --model {name}
 
 def wespeaker_section(config: WeSpeakerConfig, manifest: Manifest, name: str) -> CardSection:
     f, r = config.fbank, config.resnet
+    output = (
+        f"{r.embed_dim}-dimensional speaker embeddings, shaped (batch, {r.embed_dim}); "
+        f"(batch, speakers, {r.embed_dim}) with per-speaker frame weights"
+    )
+    front_end = (
+        f"kaldi fbank, {f.num_mel_bins} mel bins, {f.frame_length:g} ms frames every {f.frame_shift:g} ms, "
+        f"{f.window_type} window, mean over time removed"
+    )
+    layers = (
+        f"ResNet34 ({'-'.join(map(str, r.num_blocks))} basic blocks, {r.m_channels} base channels), statistics pooling "
+        f"(mean, standard deviation), one linear layer; batch norms {manifest.conversion.get('batchnorm', '')}"
+    )
     body = f"""| | |
 | --- | --- |
-| output | {r.embed_dim}-dimensional speaker embeddings, shaped (batch, {r.embed_dim}); (batch, speakers, {r.embed_dim}) with per-speaker frame weights |
+| output | {output} |
 | input | (batch, samples) at {config.sample_rate} Hz, any length from 0.105 s |
-| front end | kaldi fbank, {f.num_mel_bins} mel bins, {f.frame_length:g} ms frames every {f.frame_shift:g} ms, {f.window_type} window, mean over time removed |
-| architecture | ResNet34 ({"-".join(map(str, r.num_blocks))} basic blocks, {r.m_channels} base channels), statistics pooling (mean, standard deviation), one linear layer; batch norms {manifest.conversion.get("batchnorm", "")} |
+| front end | {front_end} |
+| architecture | {layers} |
 | weights | {manifest.dtype} |
 
 ## Usage
@@ -143,7 +171,8 @@ def _provenance(manifest: Manifest) -> str:
         f"- source: `{source.file_name}`, sha256 `{source.sha256}`, {source.size:,} bytes",
         f"- recorded versions: {', '.join(f'{k} {v}' for k, v in source.versions.items()) or 'none'}",
         f"- converter: {PYPI_NAME} {manifest.converter_version}, on {manifest.created:%Y-%m-%d}",
-        f"- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; every check is in `{CHECKS_FILE}`",
+        f"- every tensor's source keys, mapping rule and sha256 are in `{MANIFEST_FILE}`; "
+        f"every check is in `{CHECKS_FILE}`",
     ]
     return "\n".join(lines)
 
@@ -152,7 +181,7 @@ def _license(recipe: Recipe | None) -> str:
     if recipe is None:
         return "The license of the source checkpoint applies; it was not recorded at conversion."
     return (
-        f"The weights are those of [{recipe.base_model}](https://huggingface.co/{recipe.base_model}), released under the "
-        f"`{recipe.license}` license by its authors (pyannote.audio, Hervé Bredin and contributors); this conversion is "
-        f"distributed under the same license. Please cite pyannote.audio when you use it."
+        f"The weights are those of [{recipe.base_model}](https://huggingface.co/{recipe.base_model}), released "
+        f"under the `{recipe.license}` license by its authors (pyannote.audio, Hervé Bredin and contributors); "
+        f"this conversion is distributed under the same license. Please cite pyannote.audio when you use it."
     )

@@ -37,14 +37,24 @@ def parser() -> argparse.ArgumentParser:
     verbs = root.add_subparsers(dest="verb", required=True)
 
     build_verb = verbs.add_parser("build", help="convert checkpoints to MLX model folders and check them")
-    build_verb.add_argument("--checkpoint", type=Path, help="a pyannote.audio checkpoint: PyanNet or WeSpeakerResNet34 (default: every recipe)")
+    build_verb.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a pyannote.audio checkpoint: PyanNet or WeSpeakerResNet34 (default: every recipe)",
+    )
     build_verb.add_argument("--out", type=Path, help="output folder (default: dist/<recipe name>)")
     build_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR, help="folder of recipes (default: models/)")
     build_verb.add_argument("--dist", type=Path, default=Path("dist"), help="where recipe builds go (default: dist/)")
-    build_verb.add_argument("--dtype", choices=sorted(DTYPES), help="weights dtype (default: the recipe's, else float32)")
+    build_verb.add_argument(
+        "--dtype", choices=sorted(DTYPES), help="weights dtype (default: the recipe's, else float32)"
+    )
     build_verb.add_argument("--force", action="store_true", help="replace an existing output folder")
-    build_verb.add_argument("--no-checks", action="store_true", help="skip the parity checks (the model cannot be published)")
-    build_verb.add_argument("--push", action="store_true", help="publish each recipe's model to its target repo once it passes")
+    build_verb.add_argument(
+        "--no-checks", action="store_true", help="skip the parity checks (the model cannot be published)"
+    )
+    build_verb.add_argument(
+        "--push", action="store_true", help="publish each recipe's model to its target repo once it passes"
+    )
 
     push_verb = verbs.add_parser("push", help="publish a checked model folder to the Hugging Face Hub")
     push_verb.add_argument("folder", type=Path)
@@ -52,11 +62,15 @@ def parser() -> argparse.ArgumentParser:
     push_verb.add_argument("--private", action="store_true", help="create the repo private")
     push_verb.add_argument("--revision", help="branch to commit to (created if needed; default: main)")
     push_verb.add_argument("--commit-message")
-    push_verb.add_argument("--dry-run", action="store_true", help="print the files, sizes, hashes and card; send nothing")
+    push_verb.add_argument(
+        "--dry-run", action="store_true", help="print the files, sizes, hashes and card; send nothing"
+    )
 
     check_verb = verbs.add_parser("check", help="run the parity checks again on a model folder, against its checkpoint")
     check_verb.add_argument("folder", type=Path, help="a model folder written by `python -m converter build`")
-    check_verb.add_argument("--checkpoint", type=Path, required=True, help="the PyTorch checkpoint it was converted from")
+    check_verb.add_argument(
+        "--checkpoint", type=Path, required=True, help="the PyTorch checkpoint it was converted from"
+    )
     check_verb.add_argument("--recipe", type=Path, help="take the gates from this recipe (default: the built-in gates)")
 
     fetch_verb = verbs.add_parser("fetch", help="download every recipe's source checkpoint (pinned by sha256)")
@@ -80,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "check":
             return _check(args)
         if args.verb == "push":
-            push(args.folder, args.repo, private=args.private, revision=args.revision,
-                 commit_message=args.commit_message, dry_run=args.dry_run, log=log)
+            push(
+                args.folder,
+                args.repo,
+                private=args.private,
+                revision=args.revision,
+                commit_message=args.commit_message,
+                dry_run=args.dry_run,
+                log=log,
+            )
             return 0
         return _build(args)
     except ConverterError as error:
@@ -114,7 +135,9 @@ def parity_checker(
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise ConverterError("the parity checks need torch: pip install 'mlx-segmentation[reference]', or pass --no-checks") from None
+        raise ConverterError(
+            "the parity checks need torch: pip install 'mlx-segmentation[reference]', or pass --no-checks"
+        ) from None
     from checks.gates import gates_for
     from checks.run import ChecksError, run_checks
 

@@ -60,4 +60,6 @@ def model_config(source: SourceCheckpoint) -> AnyConfig:
         if source.architecture in family.architectures:
             return family.read_config(source)
     names = ", ".join(sorted(min(f.architectures, key=len).rsplit(".", 1)[-1] for f in FAMILIES.values()))
-    raise ArchitectureError(f"{source.path}: architecture {source.architecture} is none of the families we convert ({names})")
+    raise ArchitectureError(
+        f"{source.path}: architecture {source.architecture} is none of the families we convert ({names})"
+    )

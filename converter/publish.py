@@ -57,7 +57,10 @@ def verify_for_publishing(folder: Path) -> list[FileEntry]:
             raise PublishError(f"{folder}: {name} is not a file")
         digest = sha256_file(path)
         if digest != manifest.files[name]:
-            raise PublishError(f"{folder}: {name} changed after the checks (sha256 {digest[:12]}..., recorded {manifest.files[name][:12]}...)")
+            recorded = manifest.files[name]
+            raise PublishError(
+                f"{folder}: {name} changed after the checks (sha256 {digest[:12]}..., recorded {recorded[:12]}...)"
+            )
         entries.append(FileEntry(name, path.stat().st_size, digest))
     if CARD_FILE not in manifest.files or CHECKS_FILE not in manifest.files:
         raise PublishError(f"{folder}: no model card ({CARD_FILE}) or check report ({CHECKS_FILE})")
@@ -67,7 +70,9 @@ def verify_for_publishing(folder: Path) -> list[FileEntry]:
         raise PublishError(f"{folder / CHECKS_FILE}: not a check report ({str(error).splitlines()[0]})") from None
     recorded = (manifest.checks.passed, manifest.checks.weights_sha256, manifest.source.sha256)
     if (outcome.passed, outcome.weights_sha256, outcome.source_sha256) != recorded:
-        raise PublishError(f"{folder}: {CHECKS_FILE} and {MANIFEST_FILE} disagree on the checks' outcome, weights or source")
+        raise PublishError(
+            f"{folder}: {CHECKS_FILE} and {MANIFEST_FILE} disagree on the checks' outcome, weights or source"
+        )
     if manifest.checks.weights_sha256 != manifest.weights_sha256:
         raise PublishError(f"{folder}: the checks ran on other weights than {WEIGHTS_FILE}")
     manifest_path = folder / MANIFEST_FILE
@@ -89,7 +94,11 @@ def push(
     """Create `repo_id` if needed and upload the folder as one commit; returns the commit's URL."""
     entries = verify_for_publishing(folder)
     if dry_run:
-        log(f"dry run: would upload to {repo_id}" + (f" (branch {revision})" if revision else "") + (", private" if private else ""))
+        log(
+            f"dry run: would upload to {repo_id}"
+            + (f" (branch {revision})" if revision else "")
+            + (", private" if private else "")
+        )
         for entry in entries:
             log(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
         log((folder / CARD_FILE).read_text())
@@ -102,11 +111,15 @@ def push(
     message = commit_message or f"Upload {folder.name} (converted and checked by mlx-segmentation)"
     _call(lambda: api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True), repo_id, log, pause)
     if revision:
-        _call(lambda: api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True), repo_id, log, pause)
+        _call(
+            lambda: api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True), repo_id, log, pause
+        )
     operations = [CommitOperationAdd(path_in_repo=e.name, path_or_fileobj=str(folder / e.name)) for e in entries]
     info = _call(
         lambda: api.create_commit(repo_id, operations, commit_message=message, repo_type="model", revision=revision),
-        repo_id, log, pause,
+        repo_id,
+        log,
+        pause,
     )
     url = getattr(info, "commit_url", None) or str(info)
     log(f"published {folder} to {repo_id}: {url}")
@@ -123,14 +136,20 @@ def _call(action: Callable[[], T], repo_id: str, log: Callable[[str], None], pau
             if status == 401:
                 raise PublishError("the Hub rejected the token (401): check HF_TOKEN or run `hf auth login`") from None
             if status == 403:
-                raise PublishError(f"no write access to {repo_id} (403): it belongs to someone else, or the token cannot write there") from None
+                raise PublishError(
+                    f"no write access to {repo_id} (403): it belongs to someone else, or the token cannot write there"
+                ) from None
             if status is not None and status < 500:
-                raise PublishError(f"the Hub refused the request for {repo_id} ({status}): {str(error).splitlines()[0]}") from None
+                raise PublishError(
+                    f"the Hub refused the request for {repo_id} ({status}): {str(error).splitlines()[0]}"
+                ) from None
             failure = f"server error {status}"
         except (_transport_error(), OSError) as error:
             failure = f"{type(error).__name__}: {error}"
         if attempt == ATTEMPTS:
-            raise PublishError(f"network failure talking to the Hub after {ATTEMPTS} tries ({failure}); rerun to complete the upload")
+            raise PublishError(
+                f"network failure talking to the Hub after {ATTEMPTS} tries ({failure}); rerun to complete the upload"
+            )
         log(f"Hub call failed ({failure}); retrying ({attempt}/{ATTEMPTS - 1})")
         time.sleep(pause * attempt)
     raise AssertionError("unreachable")

@@ -170,14 +170,18 @@ def storage_ref(pid: Any) -> StorageRef:
     return StorageRef(key, np.dtype(storage_type.dtype), _count(numel, f"storage {key}'s element count"))
 
 
-def rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None) -> TensorRef:
+def rebuild_tensor(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+) -> TensorRef:
     """`torch._utils._rebuild_tensor_v2`: check every argument; the bytes are read later, by `materialize`."""
     if not isinstance(storage, StorageRef):
         raise CheckpointError("tensor rebuilt from something that is not a storage")
     if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))):
         raise CheckpointError("tensor size or stride is not a sequence")
     if len(size) != len(stride) or len(size) > MAX_DIMENSIONS:
-        raise CheckpointError(f"tensor has {len(size)} sizes and {len(stride)} strides (at most {MAX_DIMENSIONS} dimensions)")
+        raise CheckpointError(
+            f"tensor has {len(size)} sizes and {len(stride)} strides (at most {MAX_DIMENSIONS} dimensions)"
+        )
     tensor = TensorRef(
         storage,
         _count(storage_offset, "tensor offset"),
@@ -187,7 +191,9 @@ def rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, b
     if tensor.numel > MAX_TENSOR_ELEMENTS:
         raise CheckpointError(f"tensor of shape {list(tensor.size)} has more than {MAX_TENSOR_ELEMENTS:,} elements")
     if tensor.numel > storage.numel:
-        raise CheckpointError(f"tensor of shape {list(tensor.size)} has more elements than its storage ({storage.numel})")
+        raise CheckpointError(
+            f"tensor of shape {list(tensor.size)} has more elements than its storage ({storage.numel})"
+        )
     if tensor.numel > 0:
         highest = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
         if highest >= storage.numel:  # strides are non-negative, so the lowest element is at the offset
@@ -294,7 +300,9 @@ def _read(path: Path) -> SourceCheckpoint:
         if len(pickles) != 1:
             raise CheckpointError("not a PyTorch checkpoint (no single */data.pkl in the archive)")
         prefix = pickles[0][: -len("data.pkl")]
-        byteorder = _read_member(archive, f"{prefix}byteorder", 16) if f"{prefix}byteorder" in archive.NameToInfo else b"little"
+        byteorder = (
+            _read_member(archive, f"{prefix}byteorder", 16) if f"{prefix}byteorder" in archive.NameToInfo else b"little"
+        )
         payload = RestrictedUnpickler(io.BytesIO(_read_member(archive, pickles[0], MAX_PICKLE_BYTES))).load()
         fields = _interpret(payload)
         storages = _Storages(archive, prefix, big_endian=byteorder.strip() == b"big")

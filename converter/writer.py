@@ -202,7 +202,9 @@ def record_checks(folder: Path, report) -> Manifest:
     """Write the report as checks.json, and its outcome into the manifest, tied to the weights it checked."""
     (folder / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")
     manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
-    manifest.checks = ChecksSummary(passed=report.passed, weights_sha256=report.weights_sha256, summary=report.summary())
+    manifest.checks = ChecksSummary(
+        passed=report.passed, weights_sha256=report.weights_sha256, summary=report.summary()
+    )
     write_manifest(folder, manifest)
     return manifest
 
@@ -215,7 +217,9 @@ def seal(folder: Path) -> Manifest:
     """Record the sha256 of every file beside the manifest, so that publishing can verify them all."""
     manifest = Manifest.model_validate_json((folder / MANIFEST_FILE).read_text())
     manifest.files = {
-        path.name: sha256_file(path) for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST_FILE
+        path.name: sha256_file(path)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST_FILE
     }
     write_manifest(folder, manifest)
     return manifest

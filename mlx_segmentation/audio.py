@@ -47,7 +47,11 @@ def _open_file(path: Path, sample_rate: int) -> AudioSource:
         raise AudioError(f"{path}: the file holds no audio")
 
     def blocks() -> Iterator[np.ndarray]:
-        resampler = None if info.samplerate == sample_rate else soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32")
+        resampler = (
+            None
+            if info.samplerate == sample_rate
+            else soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32")
+        )
         block_frames = int(BLOCK_SECONDS * info.samplerate)
         position = 0
         try:
@@ -70,7 +74,9 @@ def _open_file(path: Path, sample_rate: int) -> AudioSource:
 def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioSource:
     if array.ndim not in (1, 2) or array.size == 0:
         raise AudioError(f"audio array shaped {array.shape}: expected a non-empty (samples,) or (channels, samples)")
-    mono = _downmix(array.astype(np.float32, copy=False), channel_axis=0) if array.ndim == 2 else array.astype(np.float32)
+    mono = (
+        _downmix(array.astype(np.float32, copy=False), channel_axis=0) if array.ndim == 2 else array.astype(np.float32)
+    )
     _require_finite(mono, "audio array", 0, source_rate)
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate).astype(np.float32)
@@ -80,7 +86,11 @@ def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioS
 
 def _downmix(samples: np.ndarray, channel_axis: int) -> np.ndarray:
     """Average the channels, as pyannote.audio's Audio(mono="downmix") does."""
-    return samples.mean(axis=channel_axis, dtype=np.float32) if samples.shape[channel_axis] > 1 else samples.take(0, axis=channel_axis)
+    return (
+        samples.mean(axis=channel_axis, dtype=np.float32)
+        if samples.shape[channel_axis] > 1
+        else samples.take(0, axis=channel_axis)
+    )
 
 
 def _require_finite(samples: np.ndarray, name: str, first_sample: int, rate: int) -> None:

@@ -40,7 +40,9 @@ class Specifications(BaseModel):
     duration: Annotated[Seconds, Field(gt=0.0)]
     min_duration: Seconds | None = None
     warm_up: tuple[Seconds, Seconds] = (0.0, 0.0)
-    classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=MAX_CLASSES)]
+    classes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=MAX_CLASSES)
+    ]
     powerset_max_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)] | None = None
     permutation_invariant: bool = False
 
@@ -49,7 +51,9 @@ class Specifications(BaseModel):
         if self.powerset_max_classes is not None and self.problem != "MONO_LABEL_CLASSIFICATION":
             raise ValueError("powerset_max_classes only makes sense for MONO_LABEL_CLASSIFICATION")
         if self.powerset_max_classes is not None and self.powerset_max_classes > len(self.classes):
-            raise ValueError(f"powerset_max_classes {self.powerset_max_classes} exceeds the {len(self.classes)} classes")
+            raise ValueError(
+                f"powerset_max_classes {self.powerset_max_classes} exceeds the {len(self.classes)} classes"
+            )
         if self.powerset and self.num_powerset_classes > 1024:
             raise ValueError(f"{self.num_powerset_classes} powerset classes is more than any real model has")
         if self.min_duration is not None and self.min_duration > self.duration:
@@ -156,7 +160,8 @@ class PyanNetConfig(BaseModel):
         kind = "powerset" if spec.powerset else spec.problem.lower()
         return (
             f"PyanNet, LSTM {lstm.num_layers} x {lstm.hidden_size} "
-            f"({'bi' if lstm.bidirectional else 'uni'}directional, {'monolithic' if lstm.monolithic else 'per layer'}), "
+            f"({'bi' if lstm.bidirectional else 'uni'}directional, "
+            f"{'monolithic' if lstm.monolithic else 'per layer'}), "
             f"linear {self.linear.num_layers} x {self.linear.hidden_size}, {spec.num_outputs} outputs ({kind}), "
             f"{spec.duration:g} s windows"
         )
@@ -204,7 +209,9 @@ class WeSpeakerConfig(BaseModel):
         window = int(self.sample_rate * self.fbank.frame_length * 0.001)
         shift = int(self.sample_rate * self.fbank.frame_shift * 0.001)
         if window < 2 or shift < 1:
-            raise ValueError(f"fbank frames of {window} samples every {shift} samples: too short at {self.sample_rate} Hz")
+            raise ValueError(
+                f"fbank frames of {window} samples every {shift} samples: too short at {self.sample_rate} Hz"
+            )
         if self.fbank.num_mel_bins > window:
             raise ValueError(f"{self.fbank.num_mel_bins} mel bins for {window}-sample frames")
         return self
@@ -213,5 +220,6 @@ class WeSpeakerConfig(BaseModel):
         f, r = self.fbank, self.resnet
         return (
             f"WeSpeakerResNet34 (blocks {'-'.join(map(str, r.num_blocks))}, {r.m_channels} channels, "
-            f"{r.embed_dim}-d embeddings), {f.num_mel_bins}-bin fbank, {f.frame_length:g}/{f.frame_shift:g} ms, {f.window_type}"
+            f"{r.embed_dim}-d embeddings), {f.num_mel_bins}-bin fbank, {f.frame_length:g}/{f.frame_shift:g} ms, "
+            f"{f.window_type}"
         )

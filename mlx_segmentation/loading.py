@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 from pydantic import TypeAdapter, ValidationError
 
 from .families import CONFIG, AnyConfig, build_model
@@ -156,7 +156,9 @@ def _parse_weights(path: Path, data: bytes) -> dict[str, mx.array]:
     try:
         weights = mx.load(io.BytesIO(data), format="safetensors")
     except Exception as error:  # mlx raises plain RuntimeError/ValueError on malformed files
-        raise ModelLoadError(f"{path}: truncated or not a safetensors file ({str(error).splitlines()[0][:200]})") from None
+        raise ModelLoadError(
+            f"{path}: truncated or not a safetensors file ({str(error).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(weights, dict):
         raise ModelLoadError(f"{path}: not a safetensors file")
     return weights

@@ -143,7 +143,7 @@ _KERNELS: dict[str, object] = {}
 
 
 def gpu_backend() -> str | None:
-    """"cuda" or "metal" when MLX computes on such a GPU by default, else None."""
+    """ "cuda" or "metal" when MLX computes on such a GPU by default, else None."""
     if mx.default_device().type != mx.DeviceType.gpu:
         return None
     if mx.metal.is_available():
@@ -202,7 +202,9 @@ def _run_portable(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -
     return outputs[0], h, c
 
 
-def _run_kernel(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, backend: str) -> tuple[mx.array, mx.array, mx.array]:
+def _run_kernel(
+    projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array, backend: str
+) -> tuple[mx.array, mx.array, mx.array]:
     directions, batch, steps, gates = projected.shape
     hidden = gates // 4
     tile = _tile(backend, hidden)

@@ -29,7 +29,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm(planes, eps=BN_EPS)
         self.shortcut = []
         if stride != 1 or in_planes != planes:
-            self.shortcut = [nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm(planes, eps=BN_EPS)]
+            self.shortcut = [
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm(planes, eps=BN_EPS),
+            ]
 
     def __call__(self, x: mx.array) -> mx.array:
         out = nn.relu(self.bn1(self.conv1(x)))
@@ -139,7 +142,9 @@ class WeSpeakerResNet34(nn.Module):
         if waveforms.ndim != 2:
             raise ValueError(f"expected waveforms shaped (batch, samples), got {tuple(waveforms.shape)}")
         if waveforms.shape[1] < self.min_num_samples:
-            raise ValueError(f"{waveforms.shape[1]} samples is too short: the model needs at least {self.min_num_samples}")
+            raise ValueError(
+                f"{waveforms.shape[1]} samples is too short: the model needs at least {self.min_num_samples}"
+            )
         dtype = self.resnet.seg_1.weight.dtype
         frames = self.resnet.frames(self.fbank(waveforms).astype(dtype))
         return self.resnet.seg_1(statistics_pooling(frames, weights))

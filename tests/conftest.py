@@ -76,7 +76,9 @@ class Published:
 def published_run(tmp_path_factory) -> Published:
     """`python -m converter build --dist DIR`: the default recipe converted, checked and sealed, as users run it."""
     dist = tmp_path_factory.mktemp("dist")
-    run = subprocess.run([sys.executable, "-m", "converter", "build", "--dist", str(dist)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "build", "--dist", str(dist)], capture_output=True, text=True
+    )
     return Published(dist / "segmentation", run)
 
 

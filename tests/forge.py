@@ -94,7 +94,10 @@ STORAGE_TYPES = {np.float32: "FloatStorage", np.float64: "DoubleStorage", np.int
 def tensor(key: str, numel: int, size: tuple, stride: tuple, offset: int = 0, storage: str = "FloatStorage") -> Call:
     """`torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`."""
     pid = ("storage", Global("torch", storage), key, "cpu", numel)
-    return Call(Global("torch._utils", "_rebuild_tensor_v2"), (Persistent(pid), offset, tuple(size), tuple(stride), False, OrderedDict()))
+    return Call(
+        Global("torch._utils", "_rebuild_tensor_v2"),
+        (Persistent(pid), offset, tuple(size), tuple(stride), False, OrderedDict()),
+    )
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -111,7 +114,9 @@ class Checkpoint:
 
     def write(self, path: Path) -> Path:
         with zipfile.ZipFile(path, "w", self.compression) as archive:
-            archive.writestr("archive/data.pkl", self.payload if isinstance(self.payload, bytes) else dumps(self.payload))
+            archive.writestr(
+                "archive/data.pkl", self.payload if isinstance(self.payload, bytes) else dumps(self.payload)
+            )
             archive.writestr("archive/byteorder", b"little")
             for key, data in self.storages.items():
                 archive.writestr(f"archive/data/{key}", data)
@@ -180,7 +185,9 @@ def pyannet_payload(tensors: Any, *, hyper_parameters: Any = None, specs: Any = 
     """What pyannote.audio's `Model.on_save_checkpoint` stores, around `tensors`."""
     return {
         "state_dict": tensors,
-        "hyper_parameters": hyper_parameters if hyper_parameters is not None else {
+        "hyper_parameters": hyper_parameters
+        if hyper_parameters is not None
+        else {
             "sample_rate": 16000,
             "num_channels": 1,
             "sincnet": {"stride": 10},
@@ -189,7 +196,8 @@ def pyannet_payload(tensors: Any, *, hyper_parameters: Any = None, specs: Any = 
         },
         "pyannote.audio": {
             "versions": {"torch": "2.9.1", "pyannote.audio": "4.0.7"},
-            "architecture": architecture or {"module": "pyannote.audio.models.segmentation.PyanNet", "class": "PyanNet"},
+            "architecture": architecture
+            or {"module": "pyannote.audio.models.segmentation.PyanNet", "class": "PyanNet"},
             "specifications": specs if specs is not None else specifications(),
         },
         "pytorch-lightning_version": "2.5.0",
@@ -202,7 +210,9 @@ def small_pyannet(**payload_overrides: Any) -> Checkpoint:
     return Checkpoint(pyannet_payload(tensors, **payload_overrides), storages)
 
 
-def patch_member_header(path: Path, member: str, *, file_size: int | None = None, flags: int | None = None, method: int | None = None) -> None:
+def patch_member_header(
+    path: Path, member: str, *, file_size: int | None = None, flags: int | None = None, method: int | None = None
+) -> None:
     """Rewrite one member's size, flags or compression method in both its local and central headers."""
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as archive:

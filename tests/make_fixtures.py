@@ -48,7 +48,9 @@ def _model(name: str):
     from pyannote.audio.models.segmentation.debug import SimpleSegmentationModel
 
     if name == "powerset":
-        model = PyanNet(lstm={"hidden_size": 128, "num_layers": 4, "dropout": 0.5}, linear={"hidden_size": 128, "num_layers": 2})
+        model = PyanNet(
+            lstm={"hidden_size": 128, "num_layers": 4, "dropout": 0.5}, linear={"hidden_size": 128, "num_layers": 2}
+        )
         model.specifications = _specifications(10.0, 3, 2)
     elif name == "per-layer":
         model = PyanNet(
@@ -131,13 +133,23 @@ def make_fixture(name: str, path: Path, trained: Path | None = None, seed: int =
 
         donor = Model.from_pretrained(trained).state_dict()  # trusted: pinned by sha256 in models/
         state = model.state_dict()
-        copied = {k: v for k, v in donor.items() if k in state and state[k].shape == v.shape and not k.startswith("classifier")}
+        copied = {
+            k: v
+            for k, v in donor.items()
+            if k in state and state[k].shape == v.shape and not k.startswith("classifier")
+        }
         model.load_state_dict({**state, **copied})
         _amplify(model, skip=set(copied))
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        trainer = Trainer(
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
         trainer.strategy.connect(model)
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(path)

@@ -20,8 +20,8 @@ from converter.cli import build_and_check as build
 from converter.cli import parity_checker
 from converter.reader import read_checkpoint
 from converter.recipe import load_recipes
-from converter.writer import record_checks, write_model
 from converter.rules import pyannet as pyannet_rules
+from converter.writer import record_checks, write_model
 from mlx_segmentation import pyannet
 from mlx_segmentation.manifest import Manifest, sha256_file
 
@@ -52,7 +52,14 @@ def test_report_covers_every_component_and_signal(published):
             assert f"lstm.layers.{k}.{direction}" in names and f"lstm.layers.{k}.{direction} (non-zero state)" in names
     assert names[-4:] == ["linear.0", "linear.1", "classifier", "activation"]
     inputs = [c.input for c in report.full_model]
-    assert inputs == [f"speech[{i}]" for i in range(6)] + ["silence", "near-silence", "white-noise", "clipped", "shortest", "mixed-batch"]
+    assert inputs == [f"speech[{i}]" for i in range(6)] + [
+        "silence",
+        "near-silence",
+        "white-noise",
+        "clipped",
+        "shortest",
+        "mixed-batch",
+    ]
     assert report.full_model[inputs.index("shortest")].output.shape == [1, 2, 3]
     assert report.full_model[-1].output.shape == [5, 293, 3]
     assert report.reference == "pyannote.audio"
@@ -134,7 +141,11 @@ BUGS = {
         "lstm.layers.0.forward",
         lambda mp: (
             mp.setattr(pyannet_rules, "lstm_stack_directions", lambda f, r: _permute_gates(np.stack([f, r]))),
-            mp.setattr(pyannet_rules, "lstm_fuse_biases", lambda a, b, c, d: _permute_gates(np.stack([a + b, c + d])[..., None])[..., 0]),
+            mp.setattr(
+                pyannet_rules,
+                "lstm_fuse_biases",
+                lambda a, b, c, d: _permute_gates(np.stack([a + b, c + d])[..., None])[..., 0],
+            ),
         ),
     ),
     "ReLU instead of LeakyReLU": ("linear.0", lambda mp: mp.setattr(pyannet, "linear_activation", nn.relu)),
@@ -170,17 +181,28 @@ def test_check_command_passes_a_good_folder(small_checked, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(small_checked, folder)
     checkpoint = small_checked.parent / "small.ckpt"
-    run = subprocess.run([sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(checkpoint)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(checkpoint)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert "sincnet.stage0" in run.stdout and "mixed-batch" in run.stdout and "passed" in run.stdout.splitlines()[-1]
-    assert Manifest.model_validate_json((folder / "manifest.json").read_text()).checks.summary == report_of(folder).summary()
+    assert (
+        Manifest.model_validate_json((folder / "manifest.json").read_text()).checks.summary
+        == report_of(folder).summary()
+    )
 
 
 def test_check_command_refuses_a_different_checkpoint(small_checked, tmp_path, fixture_checkpoints):
     folder = tmp_path / "model"
     shutil.copytree(small_checked, folder)
     recorded = Manifest.model_validate_json((folder / "manifest.json").read_text()).source.sha256
-    run = subprocess.run([sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(fixture_checkpoints["powerset"])], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "check", str(folder), "--checkpoint", str(fixture_checkpoints["powerset"])],
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1
     assert f"was converted from a checkpoint with sha256 {recorded[:12]}" in errors[0]
@@ -211,7 +233,10 @@ def test_low_precision_builds_report_their_drift(dtype, real_checkpoint, tmp_pat
     assert report.dtype == dtype and result.manifest.dtype == dtype
     assert report.gates == Gates(**recipe.gates[dtype])
     drift = report.drift_vs_float32
-    print(f"{dtype}: max |dp| {drift.max_abs_probability:.3f}, decisions equal {100 * drift.decision_agreement:.2f}%, passed {report.passed}")
+    print(
+        f"{dtype}: max |dp| {drift.max_abs_probability:.3f}, "
+        f"decisions equal {100 * drift.decision_agreement:.2f}%, passed {report.passed}"
+    )
     assert 0 < drift.max_abs_probability < 1 and 0.5 < drift.decision_agreement < 1
     assert result.checks_passed == report.passed
     assert json.loads((tmp_path / dtype / "manifest.json").read_text())["checks"]["passed"] == report.passed

@@ -55,10 +55,17 @@ def test_manifest_records_every_tensor(fixture_checkpoints, tmp_path):
     assert manifest.source.versions["pyannote.audio"] == "4.0.7"
     record = manifest.tensors["lstm.layers.0.Wx"]
     assert record.source_keys == ["lstm.0.weight_ih_l0", "lstm.0.weight_ih_l0_reverse"]
-    assert (record.rule, record.transform, record.shape, record.dtype) == ("lstm-input-weights", "lstm_stack_directions", [2, 256, 60], "float32")
+    assert (record.rule, record.transform, record.shape, record.dtype) == (
+        "lstm-input-weights",
+        "lstm_stack_directions",
+        [2, 256, 60],
+        "float32",
+    )
     assert manifest.tensors["sincnet.conv1d.0.weight"].source_keys == [
-        "sincnet.conv1d.0.filterbank.low_hz_", "sincnet.conv1d.0.filterbank.band_hz_",
-        "sincnet.conv1d.0.filterbank.window_", "sincnet.conv1d.0.filterbank.n_",
+        "sincnet.conv1d.0.filterbank.low_hz_",
+        "sincnet.conv1d.0.filterbank.band_hz_",
+        "sincnet.conv1d.0.filterbank.window_",
+        "sincnet.conv1d.0.filterbank.n_",
     ]
 
 
@@ -66,10 +73,14 @@ def test_existing_output_needs_force(fixture_checkpoints, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = converter("build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks")
+    result = converter(
+        "build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks"
+    )
     assert_one_line_error(result, "already exists", "--force")
     assert leftovers(out) == ["keep.txt"]
-    result = converter("build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks", "--force")
+    result = converter(
+        "build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks", "--force"
+    )
     assert result.returncode == 0, result.stderr
     assert leftovers(out) == ["config.json", "manifest.json", "model.safetensors"]
     assert leftovers(tmp_path) == ["out"]
@@ -94,9 +105,18 @@ def _nan(state):
 BAD_INPUTS = {
     "not a checkpoint": (lambda src, path: _write(path, b"not a model"), ["not a PyTorch checkpoint"]),
     "truncated": (lambda src, path: _write(path, src.read_bytes()[: src.stat().st_size // 2]), ["truncated"]),
-    "missing tensor": (lambda src, path: _save_variant(src, path, lambda s: s.pop("lstm.0.bias_hh_l0")), ["needs missing [lstm.0.bias_hh_l0]"]),
-    "extra tensor": (lambda src, path: _save_variant(src, path, lambda s: s.update(extra=torch.zeros(2))), ["unused source tensors [extra]"]),
-    "misshapen tensor": (lambda src, path: _save_variant(src, path, lambda s: s.update({"classifier.bias": torch.zeros(5)})), ["classifier.bias", "shape (5,)"]),
+    "missing tensor": (
+        lambda src, path: _save_variant(src, path, lambda s: s.pop("lstm.0.bias_hh_l0")),
+        ["needs missing [lstm.0.bias_hh_l0]"],
+    ),
+    "extra tensor": (
+        lambda src, path: _save_variant(src, path, lambda s: s.update(extra=torch.zeros(2))),
+        ["unused source tensors [extra]"],
+    ),
+    "misshapen tensor": (
+        lambda src, path: _save_variant(src, path, lambda s: s.update({"classifier.bias": torch.zeros(5)})),
+        ["classifier.bias", "shape (5,)"],
+    ),
     "NaN weights": (lambda src, path: _save_variant(src, path, _nan), ["NaN or Inf", "linear.0.weight"]),
 }
 
@@ -120,7 +140,9 @@ def test_forbidden_global_is_named(tmp_path):
 
 def test_other_architecture_is_refused(fixture_checkpoints, tmp_path):
     result = converter("build", "--checkpoint", str(fixture_checkpoints["not-pyannet"]), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "SimpleSegmentationModel is none of the families we convert (PyanNet, WeSpeakerResNet34)")
+    assert_one_line_error(
+        result, "SimpleSegmentationModel is none of the families we convert (PyanNet, WeSpeakerResNet34)"
+    )
     assert leftovers(tmp_path) == []
 
 
@@ -160,7 +182,14 @@ def test_crash_during_forced_rebuild_keeps_the_old_folder(fixture_checkpoints, t
         ("{tmp}/inputs", "holds {tmp}/inputs/model.ckpt, which the build reads", True),
         ("/proc/no/such/place", "cannot create", False),
     ],
-    ids=["dangling symlink", "parent is a file", "out is .", "out is ..", "out holds the checkpoint", "unwritable place"],
+    ids=[
+        "dangling symlink",
+        "parent is a file",
+        "out is .",
+        "out is ..",
+        "out holds the checkpoint",
+        "unwritable place",
+    ],
 )
 def test_output_paths_are_checked_before_any_work(out, message, force, fixture_checkpoints, tmp_path):
     checkpoint = tmp_path / "inputs" / "model.ckpt"
@@ -171,9 +200,20 @@ def test_output_paths_are_checked_before_any_work(out, message, force, fixture_c
     (tmp_path / "file.txt").write_text("a file")
     before = leftovers(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "converter", "build", "--checkpoint", str(checkpoint), "--out", out.replace("{tmp}", str(tmp_path)),
-         *(["--force"] if force else [])],
-        capture_output=True, text=True, cwd=tmp_path / "work",
+        [
+            sys.executable,
+            "-m",
+            "converter",
+            "build",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            out.replace("{tmp}", str(tmp_path)),
+            *(["--force"] if force else []),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "work",
     )
     assert_one_line_error(result, message.replace("{tmp}", str(tmp_path)))
     assert "reading" not in result.stderr  # refused before the checkpoint was opened
@@ -183,8 +223,18 @@ def test_output_paths_are_checked_before_any_work(out, message, force, fixture_c
 def test_non_utf8_output_path_is_refused(fixture_checkpoints, tmp_path):
     out = os.fsencode(tmp_path) + b"/\xff\xfe"
     result = subprocess.run(
-        [sys.executable.encode(), b"-m", b"converter", b"build", b"--checkpoint", os.fsencode(fixture_checkpoints["unidirectional"]), b"--out", out],
-        capture_output=True, text=True,
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"converter",
+            b"build",
+            b"--checkpoint",
+            os.fsencode(fixture_checkpoints["unidirectional"]),
+            b"--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert_one_line_error(result, "the path is not valid UTF-8")
     assert leftovers(tmp_path) == []
@@ -194,7 +244,11 @@ def test_every_recipe_output_is_checked_before_the_first_build(tmp_path):
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     for name in ("a", "b"):
-        (recipes / f"{name}.toml").write_text((Path(__file__).parent.parent / "models" / "segmentation.toml").read_text().replace('name = "segmentation"', f'name = "{name}"'))
+        (recipes / f"{name}.toml").write_text(
+            (Path(__file__).parent.parent / "models" / "segmentation.toml")
+            .read_text()
+            .replace('name = "segmentation"', f'name = "{name}"')
+        )
     (tmp_path / "dist" / "b").mkdir(parents=True)
     result = converter("build", "--recipes", str(recipes), "--dist", str(tmp_path / "dist"), "--no-checks")
     assert_one_line_error(result, "b already exists")

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from forge import small_pyannet
 
 import mlx_segmentation
-from forge import small_pyannet
 
 TIMEOUT = 300.0
 pytestmark = pytest.mark.slow  # each test runs and kills whole builds in subprocesses
@@ -60,7 +60,9 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen) -> None:
 MOMENTS: dict[str, Callable[[Path], bool]] = {
     "while reading": lambda parent: any(p.name.endswith(".lock") for p in parent.iterdir()),
     "weights written": lambda parent: any((p / "model.safetensors").exists() for p in staging(parent)),
-    "checks running": lambda parent: any((p / "manifest.json").exists() for p in staging(parent)) and time.sleep(3.0) is None,
+    "checks running": lambda parent: (
+        any((p / "manifest.json").exists() for p in staging(parent)) and time.sleep(3.0) is None
+    ),
 }
 
 
@@ -72,7 +74,11 @@ def test_kill_9_during_a_checked_build(checkpoint, tmp_path, moment, force):
     if force:
         subprocess.run(build_command(checkpoint, out, "--no-checks"), check=True, capture_output=True)
         before = snapshot(out)
-    process = subprocess.Popen(build_command(checkpoint, out, *(["--force"] if force else [])), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        build_command(checkpoint, out, *(["--force"] if force else [])),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: MOMENTS[moment](tmp_path), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -80,7 +86,9 @@ def test_kill_9_during_a_checked_build(checkpoint, tmp_path, moment, force):
     assert visible(tmp_path) == (["model"] if force else [])
     if force:
         assert snapshot(out) == before
-    rebuilt = subprocess.run(build_command(checkpoint, out, "--no-checks", *(["--force"] if force else [])), capture_output=True, text=True)
+    rebuilt = subprocess.run(
+        build_command(checkpoint, out, "--no-checks", *(["--force"] if force else [])), capture_output=True, text=True
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert everything(tmp_path) == ["model"]  # the crashed build's staging is gone too
     mlx_segmentation.load(out)
@@ -103,7 +111,9 @@ def test_kill_9_between_the_two_renames_of_force(checkpoint, tmp_path):
         "from converter.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    crashed = subprocess.run([sys.executable, "-c", crash_after_first_rename, *build_command(checkpoint, out, "--no-checks", "--force")[3:]])
+    crashed = subprocess.run(
+        [sys.executable, "-c", crash_after_first_rename, *build_command(checkpoint, out, "--no-checks", "--force")[3:]]
+    )
     assert crashed.returncode == -signal.SIGKILL
     assert not out.exists() and any(p.name.endswith(".old") for p in tmp_path.iterdir())
 
@@ -115,7 +125,9 @@ def test_kill_9_between_the_two_renames_of_force(checkpoint, tmp_path):
 
 def test_sigterm_cleans_up_at_once(checkpoint, tmp_path):
     out = tmp_path / "model"
-    process = subprocess.Popen(build_command(checkpoint, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        build_command(checkpoint, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: MOMENTS["weights written"](tmp_path), process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=TIMEOUT)
@@ -126,7 +138,12 @@ def test_sigterm_cleans_up_at_once(checkpoint, tmp_path):
 def test_two_builds_racing_for_one_out(checkpoint, tmp_path):
     """Without --force, exactly one of two simultaneous builds writes the folder; the other is refused."""
     out = tmp_path / "model"
-    processes = [subprocess.Popen(build_command(checkpoint, out, "--no-checks"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            build_command(checkpoint, out, "--no-checks"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=TIMEOUT), p.stderr.read()) for p in processes]
     assert sorted(code for code, _ in results) == [0, 2], results
     (refusal,) = [stderr for code, stderr in results if code == 2]

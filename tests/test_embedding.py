@@ -24,11 +24,25 @@ from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
 
 def kaldi_fbank(waveforms: np.ndarray, dtype: torch.dtype) -> np.ndarray:
     """torchaudio's fbank as pyannote's WeSpeaker models configure it (before centring)."""
-    return np.stack([
-        kaldi.fbank(torch.from_numpy(w).to(dtype)[None] * 32768, num_mel_bins=80, frame_length=25, frame_shift=10, dither=0.0,
-                    window_type="hamming", sample_frequency=16000, use_energy=False, round_to_power_of_two=True, snip_edges=True).double().numpy()
-        for w in waveforms
-    ])
+    return np.stack(
+        [
+            kaldi.fbank(
+                torch.from_numpy(w).to(dtype)[None] * 32768,
+                num_mel_bins=80,
+                frame_length=25,
+                frame_shift=10,
+                dither=0.0,
+                window_type="hamming",
+                sample_frequency=16000,
+                use_energy=False,
+                round_to_power_of_two=True,
+                snip_edges=True,
+            )
+            .double()
+            .numpy()
+            for w in waveforms
+        ]
+    )
 
 
 def test_mel_banks_are_torchaudios():
@@ -60,8 +74,10 @@ def test_pooling_is_channel_major_mean_then_std():
     """pyannote's TSTP on (batch, channels, frequency, frames) against ours on the same numbers, laid out
     as our ResNet lays them out: a structured input, so that any other flattening order shows."""
     batch, channels, frequency, frames = 2, 4, 3, 7
-    features = np.arange(batch * channels * frequency * frames, dtype=np.float32).reshape(batch, channels, frequency, frames)
-    features = features ** 1.5 % 11.0
+    features = np.arange(batch * channels * frequency * frames, dtype=np.float32).reshape(
+        batch, channels, frequency, frames
+    )
+    features = features**1.5 % 11.0
     theirs = TSTP()(torch.from_numpy(features)).numpy()
     ours_layout = mx.array(features.transpose(0, 2, 3, 1))  # (batch, frequency, frames, channels)
     flattened = ours_layout.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
@@ -73,7 +89,9 @@ def wespeaker_converted(fixture_checkpoints, tmp_path_factory):
     """The WeSpeaker fixture converted without checks (the tests compare with pyannote.audio themselves)."""
     from converter.build import build
 
-    return build(fixture_checkpoints["wespeaker"], tmp_path_factory.mktemp("wespeaker") / "model", log=lambda m: None).out
+    return build(
+        fixture_checkpoints["wespeaker"], tmp_path_factory.mktemp("wespeaker") / "model", log=lambda m: None
+    ).out
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +99,18 @@ def wespeaker_build(fixture_checkpoints, tmp_path_factory):
     """`python -m converter build` on the WeSpeaker fixture, checks included."""
     out = tmp_path_factory.mktemp("wespeaker") / "model"
     run = subprocess.run(
-        [sys.executable, "-m", "converter", "build", "--checkpoint", str(fixture_checkpoints["wespeaker"]), "--out", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "converter",
+            "build",
+            "--checkpoint",
+            str(fixture_checkpoints["wespeaker"]),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     return run, out
 
@@ -108,7 +136,10 @@ def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted,
     state = torch.load(fixture_checkpoints["wespeaker"], weights_only=False)["state_dict"]  # our own fixture
     assert used == set(state)
     record = manifest["tensors"]["resnet.layer2.0.shortcut.1.running_var"]
-    assert record["source_keys"] == ["resnet.layer2.0.shortcut.1.running_var", "resnet.layer2.0.shortcut.1.num_batches_tracked"]
+    assert record["source_keys"] == [
+        "resnet.layer2.0.shortcut.1.running_var",
+        "resnet.layer2.0.shortcut.1.num_batches_tracked",
+    ]
     assert manifest["tensors"]["resnet.layer1.0.conv1.weight"]["shape"] == [32, 3, 3, 32]
 
 

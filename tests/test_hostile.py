@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from forge import (
     Call,
     Checkpoint,
@@ -44,8 +43,23 @@ def _limit_memory() -> None:
 
 def convert(checkpoint: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "converter", "build", "--checkpoint", str(checkpoint), "--out", str(out), "--no-checks", *extra],
-        capture_output=True, text=True, cwd=checkpoint.parent, preexec_fn=_limit_memory, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "converter",
+            "build",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--no-checks",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=checkpoint.parent,
+        preexec_fn=_limit_memory,
+        timeout=300,
     )
 
 
@@ -62,10 +76,12 @@ def assert_refused(result: subprocess.CompletedProcess, fragment: str) -> None:
 
 def payload_with(**changes) -> Callable[[Path], Path]:
     """The small valid PyanNet with some of its payload replaced."""
+
     def make(path: Path) -> Path:
         checkpoint = small_pyannet()
         checkpoint.payload.update(changes)
         return checkpoint.write(path)
+
     return make
 
 
@@ -74,6 +90,7 @@ def hyper_parameters(**changes) -> Callable[[Path], Path]:
         checkpoint = small_pyannet()
         checkpoint.payload["hyper_parameters"] = {**checkpoint.payload["hyper_parameters"], **changes}
         return checkpoint.write(path)
+
     return make
 
 
@@ -83,6 +100,7 @@ def lstm(**changes) -> Callable[[Path], Path]:
         hparams = checkpoint.payload["hyper_parameters"]
         hparams["lstm"] = {**hparams["lstm"], **changes}
         return checkpoint.write(path)
+
     return make
 
 
@@ -91,24 +109,39 @@ def specs(**changes) -> Callable[[Path], Path]:
         checkpoint = small_pyannet()
         checkpoint.payload["pyannote.audio"]["specifications"] = specifications(**changes)
         return checkpoint.write(path)
+
     return make
 
 
 def wespeaker(**hparams) -> Callable[[Path], Path]:
     """A WeSpeakerResNet34 record with absurd fbank settings (refused before its tensors are looked at)."""
+
     def make(path: Path) -> Path:
         architecture = {"module": "pyannote.audio.models.embedding.wespeaker", "class": "WeSpeakerResNet34"}
-        return Checkpoint(pyannet_payload(OrderedDict(), hyper_parameters=hparams, architecture=architecture)).write(path)
+        return Checkpoint(pyannet_payload(OrderedDict(), hyper_parameters=hparams, architecture=architecture)).write(
+            path
+        )
+
     return make
 
 
-def one_tensor(key: str = "x", numel: int = 4, size=(2, 2), stride=(2, 1), offset=0, data: bytes | None = None, storage="FloatStorage"):
+def one_tensor(
+    key: str = "x",
+    numel: int = 4,
+    size=(2, 2),
+    stride=(2, 1),
+    offset=0,
+    data: bytes | None = None,
+    storage="FloatStorage",
+):
     """The small PyanNet with `linear.0.bias` replaced by a tensor with these rebuild arguments."""
+
     def make(path: Path) -> Path:
         checkpoint = small_pyannet()
         checkpoint.payload["state_dict"]["linear.0.bias"] = tensor(key, numel, size, stride, offset, storage)
         checkpoint.storages[key] = data if data is not None else bytes(numel * 4)
         return checkpoint.write(path)
+
     return make
 
 
@@ -118,10 +151,12 @@ def raw_payload(opcodes: bytes) -> Callable[[Path], Path]:
 
 def inside_payload(value) -> Callable[[Path], Path]:
     """The small valid PyanNet carrying `value` in an extra payload entry."""
+
     def make(path: Path) -> Path:
         checkpoint = small_pyannet()
         checkpoint.payload["callbacks"] = value
         return checkpoint.write(path)
+
     return make
 
 
@@ -130,16 +165,20 @@ def member_header(member: str, **fields) -> Callable[[Path], Path]:
         small_pyannet().write(path)
         patch_member_header(path, member, **fields)
         return path
+
     return make
 
 
-def edit_bytes(edit: Callable[[bytes, zipfile.ZipInfo], bytes], member: str = "archive/data/0") -> Callable[[Path], Path]:
+def edit_bytes(
+    edit: Callable[[bytes, zipfile.ZipInfo], bytes], member: str = "archive/data/0"
+) -> Callable[[Path], Path]:
     def make(path: Path) -> Path:
         small_pyannet().write(path)
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo(member)
         path.write_bytes(edit(path.read_bytes(), info))
         return path
+
     return make
 
 
@@ -220,12 +259,27 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "hostile tensor in the optimizer state": (payload_tensor_elsewhere, "tensor stride is -1"),
     # 2. memory exhaustion from small files
     "deflate bomb": (deflate_bomb, "Bad CRC-32"),  # inflated no further than its header's 4 bytes
-    "storage larger than its member": (one_tensor(numel=1 << 20, size=(4,), stride=(1,), data=bytes(16)), "holds 16 bytes, expected 4,194,304"),
-    "member larger than its storage": (one_tensor(numel=4, size=(4,), stride=(1,), data=bytes(64)), "holds 64 bytes, expected 16"),
+    "storage larger than its member": (
+        one_tensor(numel=1 << 20, size=(4,), stride=(1,), data=bytes(16)),
+        "holds 16 bytes, expected 4,194,304",
+    ),
+    "member larger than its storage": (
+        one_tensor(numel=4, size=(4,), stride=(1,), data=bytes(64)),
+        "holds 64 bytes, expected 16",
+    ),
     "storage of 10^12 elements": (one_tensor(numel=10**12, size=(4,), stride=(1,), data=bytes(16)), "storages exceed"),
-    "stride-0 expansion": (one_tensor(numel=1, size=(100_000, 100_000), stride=(0, 0), data=bytes(4)), "more than 67,108,864 elements"),
-    "stride-0 within the element limit": (one_tensor(numel=1, size=(1000,), stride=(0,), data=bytes(4)), "more elements than its storage (1)"),
-    "bytes(10**13)": (inside_payload(Call(Global("builtins", "bytes"), (10**13,))), "bytes() from a count is not allowed"),
+    "stride-0 expansion": (
+        one_tensor(numel=1, size=(100_000, 100_000), stride=(0, 0), data=bytes(4)),
+        "more than 67,108,864 elements",
+    ),
+    "stride-0 within the element limit": (
+        one_tensor(numel=1, size=(1000,), stride=(0,), data=bytes(4)),
+        "more elements than its storage (1)",
+    ),
+    "bytes(10**13)": (
+        inside_payload(Call(Global("builtins", "bytes"), (10**13,))),
+        "bytes() from a count is not allowed",
+    ),
     "2 GiB file": (sparse_file, "larger than any checkpoint we convert"),
     "pickle bomb": (member_header("archive/data.pkl", file_size=1 << 31), "archive/data.pkl holds 2,147,483,648 bytes"),
     # 6. malformed archives and records: one line, never a traceback
@@ -241,16 +295,28 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "state_dict is a string": (payload_with(state_dict="weights"), "state_dict is not a dictionary"),
     "state_dict with an int key": (state_dict_with_int_key, "keys that are not names"),
     "state_dict value is a number": (lambda p: payload_with(state_dict={"w": 1.0})(p), "values that are not tensors"),
-    "no architecture record": (payload_with(**{"pyannote.audio": {"versions": {}}}), "no 'pyannote.audio' architecture record"),
-    "architecture record of numbers": (payload_with(**{"pyannote.audio": {"architecture": {"module": 1, "class": 2}}}), "does not name a module"),
+    "no architecture record": (
+        payload_with(**{"pyannote.audio": {"versions": {}}}),
+        "no 'pyannote.audio' architecture record",
+    ),
+    "architecture record of numbers": (
+        payload_with(**{"pyannote.audio": {"architecture": {"module": 1, "class": 2}}}),
+        "does not name a module",
+    ),
     "hyper_parameters is a list": (payload_with(hyper_parameters=[1, 2, 3]), "hyper_parameters is a list"),
     "lstm is an int": (hyper_parameters(lstm=5), "hyper-parameter lstm is not a dictionary"),
-    "hyper-parameter with an int key": (hyper_parameters(linear={1: 2}), "hyper-parameter linear is not a dictionary of named values"),
+    "hyper-parameter with an int key": (
+        hyper_parameters(linear={1: 2}),
+        "hyper-parameter linear is not a dictionary of named values",
+    ),
     "self-referencing list": (self_referencing_list, "contains itself"),
     "200,000-deep nesting": (deep_nesting, "nested deeper than"),
     "missing storage": (missing_storage, "archive/data/0 is missing"),
     "integer weights": (integer_weights, "int64, not floating point"),
-    "unknown enum value": (specs(problem=Call(Global("pyannote.audio.core.task", "Problem"), (42,))), "unknown pyannote Problem value 42"),
+    "unknown enum value": (
+        specs(problem=Call(Global("pyannote.audio.core.task", "Problem"), (42,))),
+        "unknown pyannote Problem value 42",
+    ),
     "BUILD on a list": (inside_payload(Raw(b"]" + emit({"a": 1}) + b"b")), "corrupt checkpoint"),
     # 5. absurd hyper-parameters: refused at conversion, naming the field
     "SincNet stride 0": (hyper_parameters(sincnet={"stride": 0}), "sincnet.stride"),
@@ -264,7 +330,9 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "window duration 1e9": (specs(duration=1e9), "specifications.duration"),
     "no classes": (specs(classes=0), "specifications.classes"),
     "powerset of more speakers than classes": (
-        specs(problem=Call(Global("pyannote.audio.core.task", "Problem"), (1,)), powerset_max_classes=5), "exceeds the 2 classes"),
+        specs(problem=Call(Global("pyannote.audio.core.task", "Problem"), (1,)), powerset_max_classes=5),
+        "exceeds the 2 classes",
+    ),
     "warm-up longer than the window": (specs(warm_up=(3.0, 3.0)), "warm_up covers the whole window"),
     "fbank sample rate 0": (wespeaker(sample_rate=0), "sample_rate"),
     "fbank frame shift 0": (wespeaker(frame_shift=0), "fbank.frame_shift"),
@@ -277,21 +345,40 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
 STACK_GLOBAL = b"\x93"
 COMMAND_PAYLOADS: dict[str, tuple[object, str]] = {
     "REDUCE os.system": (Call(Global("os", "system"), (COMMAND,)), "forbidden pickle global 'os.system'"),
-    "STACK_GLOBAL posix.system": (Raw(emit("posix") + emit("system") + STACK_GLOBAL + emit((COMMAND,)) + b"R"), "'posix.system'"),
+    "STACK_GLOBAL posix.system": (
+        Raw(emit("posix") + emit("system") + STACK_GLOBAL + emit((COMMAND,)) + b"R"),
+        "'posix.system'",
+    ),
     "INST os.system": (Raw(b"(" + emit(COMMAND) + b"ios\nsystem\n"), "'os.system'"),
-    "OBJ subprocess.call": (Raw(b"(" + emit(Global("subprocess", "call")) + emit(["sh", "-c", COMMAND]) + b"o"), "'subprocess.call'"),
-    "NEWOBJ subprocess.Popen": (Raw(emit(Global("subprocess", "Popen")) + emit((["sh", "-c", COMMAND],)) + b"\x81"), "'subprocess.Popen'"),
-    "BUILD with a command in its state": (Obj(Global("pyannote.audio.core.task", "Specifications"), Call(Global("os", "system"), (COMMAND,))), "'os.system'"),
-    "persistent id naming a command": (Persistent(("storage", Global("os", "system"), COMMAND, "cpu", 1)), "'os.system'"),
+    "OBJ subprocess.call": (
+        Raw(b"(" + emit(Global("subprocess", "call")) + emit(["sh", "-c", COMMAND]) + b"o"),
+        "'subprocess.call'",
+    ),
+    "NEWOBJ subprocess.Popen": (
+        Raw(emit(Global("subprocess", "Popen")) + emit((["sh", "-c", COMMAND],)) + b"\x81"),
+        "'subprocess.Popen'",
+    ),
+    "BUILD with a command in its state": (
+        Obj(Global("pyannote.audio.core.task", "Specifications"), Call(Global("os", "system"), (COMMAND,))),
+        "'os.system'",
+    ),
+    "persistent id naming a command": (
+        Persistent(("storage", Global("os", "system"), COMMAND, "cpu", 1)),
+        "'os.system'",
+    ),
     "persistent id that is a string": (Persistent(COMMAND), "unsupported persistent id"),
     "eval": (Call(Global("builtins", "eval"), (f"__import__('os').system({COMMAND!r})",)), "'builtins.eval'"),
     "exec": (Call(Global("builtins", "exec"), (f"import os; os.system({COMMAND!r})",)), "'builtins.exec'"),
     "__import__": (Call(Global("builtins", "__import__"), ("os",)), "'builtins.__import__'"),
     "getattr": (Call(Global("builtins", "getattr"), (Global("builtins", "list"), "__class__")), "'builtins.getattr'"),
     "getattr chain through an allowed class": (
-        Raw(emit("collections") + emit("OrderedDict.__init__.__globals__") + STACK_GLOBAL), "'collections.OrderedDict.__init__.__globals__'"),
+        Raw(emit("collections") + emit("OrderedDict.__init__.__globals__") + STACK_GLOBAL),
+        "'collections.OrderedDict.__init__.__globals__'",
+    ),
     "getattr chain through a builtin": (
-        Raw(emit("builtins") + emit("str.__class__.__subclasses__") + STACK_GLOBAL), "'builtins.str.__class__.__subclasses__'"),
+        Raw(emit("builtins") + emit("str.__class__.__subclasses__") + STACK_GLOBAL),
+        "'builtins.str.__class__.__subclasses__'",
+    ),
 }
 
 
@@ -321,8 +408,13 @@ def test_the_command_payloads_would_run_if_unpickled(tmp_path):
     for case in ("REDUCE os.system", "INST os.system", "eval"):
         marker = tmp_path / MARKER
         value, _ = COMMAND_PAYLOADS[case]
-        subprocess.run([sys.executable, "-c", "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"],
-                       input=dumps(value), cwd=tmp_path, check=False, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"],
+            input=dumps(value),
+            cwd=tmp_path,
+            check=False,
+            capture_output=True,
+        )
         assert marker.exists(), case
         marker.unlink()
     assert pickle.loads(dumps([1, {"a": (2.5, "x")}])) == [1, {"a": (2.5, "x")}]
@@ -358,4 +450,3 @@ def test_forged_baseline_loads_in_pyannote(tmp_path):
     arrays = small_pyannet_arrays()
     np.testing.assert_allclose(model.state_dict()["classifier.weight"].numpy(), arrays["classifier.weight"], rtol=1e-6)
     assert model.specifications.classes == ["speaker#1", "speaker#2"]
-

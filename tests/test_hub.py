@@ -71,13 +71,23 @@ def test_card_is_valid_hub_metadata(published):
     data = card.data
     assert data.library_name == "mlx" and data.license == "mit" and data.base_model == "pyannote/segmentation"
     assert data.pipeline_tag == "voice-activity-detection"
-    assert set(data.tags) == {"mlx", "pyannote", "speaker-segmentation", "speaker-diarization", "voice-activity-detection"}
+    assert set(data.tags) == {
+        "mlx",
+        "pyannote",
+        "speaker-segmentation",
+        "speaker-diarization",
+        "voice-activity-detection",
+    }
     assert data.datasets is None and data.metrics is None
     text = card.text
-    assert "speaker#1, speaker#2, speaker#3" in text and "270 samples (0.016875 s)" in text and "5 s at 16000 Hz" in text
+    assert (
+        "speaker#1, speaker#2, speaker#3" in text and "270 samples (0.016875 s)" in text and "5 s at 16000 Hz" in text
+    )
     assert 'mlx_segmentation.load("mlx-community/pyannote-segmentation")' in text
     assert "| speech[0] |" in text and "All checks passed" in text
-    assert "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea" in text and "mlx-segmentation 0.1.0" in text
+    assert (
+        "0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea" in text and "mlx-segmentation 0.1.0" in text
+    )
     assert "`mit` license" in text
 
 
@@ -178,7 +188,12 @@ def test_an_interrupted_upload_is_completed_by_a_rerun(folder, monkeypatch):
 
 def test_no_token_is_a_clear_error(folder, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(tmp_path / "hf")}
-    run = subprocess.run([sys.executable, "-m", "converter", "push", str(folder), "--repo", "me/seg"], capture_output=True, text=True, env=env)
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "push", str(folder), "--repo", "me/seg"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 
@@ -231,7 +246,9 @@ def test_load_by_repo_id_from_the_hub_cache_offline(small_checked, tmp_path):
 
 
 def test_load_a_revision(small_checked, tmp_path):
-    make_hub_cache(tmp_path / "hub", "org/seg", small_checked, ["config.json", "manifest.json", "model.safetensors"], branch="v1")
+    make_hub_cache(
+        tmp_path / "hub", "org/seg", small_checked, ["config.json", "manifest.json", "model.safetensors"], branch="v1"
+    )
     assert load_offline(tmp_path / "hub", "org/seg", revision="v1").returncode == 0
 
 

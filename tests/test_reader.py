@@ -29,7 +29,12 @@ def test_reads_the_2022_lightning_checkpoint(real_checkpoint):
     assert len(source.tensors) == 54
     assert source.tensors["lstm.weight_ih_l0"].shape == (512, 60)
     assert source.hyper_parameters["lstm"] == {
-        "hidden_size": 128, "num_layers": 4, "bidirectional": True, "monolithic": True, "dropout": 0.5, "batch_first": True,
+        "hidden_size": 128,
+        "num_layers": 4,
+        "bidirectional": True,
+        "monolithic": True,
+        "dropout": 0.5,
+        "batch_first": True,
     }
     assert source.specifications["problem"] == "MULTI_LABEL_CLASSIFICATION"
     assert source.specifications["classes"] == ["speaker#1", "speaker#2", "speaker#3"]

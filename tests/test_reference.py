@@ -21,7 +21,9 @@ def test_own_torch_pyannet_equals_pyannote(name, checkpoints):
     config = model_config(source)
     ours, theirs = reference.own_torch_model(source, config), reference.pyannote_model(source, config)
     chunks = speech_chunks(config.specifications.duration, config.sample_rate)[:2]
-    silence_and_noise = np.stack([np.zeros(chunks.shape[1]), np.random.default_rng(0).normal(0, 0.1, chunks.shape[1])]).astype(np.float32)
+    silence_and_noise = np.stack(
+        [np.zeros(chunks.shape[1]), np.random.default_rng(0).normal(0, 0.1, chunks.shape[1])]
+    ).astype(np.float32)
     for waveforms in (chunks, silence_and_noise):
         np.testing.assert_array_equal(reference.run(ours, waveforms), reference.run(theirs, waveforms))
         np.testing.assert_array_equal(

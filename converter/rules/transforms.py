@@ -68,7 +68,9 @@ def conv2d_layout(weight: np.ndarray) -> np.ndarray:
 
 def batchnorm_running_var(running_var: np.ndarray, num_batches_tracked: np.ndarray | None) -> np.ndarray:
     """The running variance as stored; the batch counter beside it must be a plain integer count."""
-    if num_batches_tracked is not None and (num_batches_tracked.dtype.kind not in "iu" or num_batches_tracked.size != 1):
+    if num_batches_tracked is not None and (
+        num_batches_tracked.dtype.kind not in "iu" or num_batches_tracked.size != 1
+    ):
         raise ValueError("num_batches_tracked is not an integer count")
     if (running_var < 0).any():
         raise ValueError("negative running variance")

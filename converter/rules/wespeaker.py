@@ -7,7 +7,12 @@ from . import Rule
 from .transforms import batchnorm_running_var, conv2d_layout, identity
 
 # Every convolution and batch norm of the ResNet, as source-key prefixes ({l}: layer, {b}: block).
-CONVOLUTIONS = ("resnet.conv1", "resnet.layer{l}.{b}.conv1", "resnet.layer{l}.{b}.conv2", "resnet.layer{l}.{b}.shortcut.0")
+CONVOLUTIONS = (
+    "resnet.conv1",
+    "resnet.layer{l}.{b}.conv1",
+    "resnet.layer{l}.{b}.conv2",
+    "resnet.layer{l}.{b}.shortcut.0",
+)
 BATCH_NORMS = ("resnet.bn1", "resnet.layer{l}.{b}.bn1", "resnet.layer{l}.{b}.bn2", "resnet.layer{l}.{b}.shortcut.1")
 
 
@@ -17,7 +22,12 @@ def _batchnorm_rules(prefix: str) -> list[Rule]:
         Rule("batchnorm", (f"{prefix}.bias",), f"{prefix}.bias", identity),
         Rule("batchnorm", (f"{prefix}.running_mean",), f"{prefix}.running_mean", identity),
         # num_batches_tracked only counts training steps: read, checked, not needed at inference.
-        Rule("batchnorm", (f"{prefix}.running_var", f"{prefix}.num_batches_tracked?"), f"{prefix}.running_var", batchnorm_running_var),
+        Rule(
+            "batchnorm",
+            (f"{prefix}.running_var", f"{prefix}.num_batches_tracked?"),
+            f"{prefix}.running_var",
+            batchnorm_running_var,
+        ),
     ]
 
 
