@@ -143,7 +143,7 @@ def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted,
     assert manifest["tensors"]["resnet.layer1.0.conv1.weight"]["shape"] == [32, 3, 3, 32]
 
 
-@pytest.mark.parametrize("seconds", [1.0, 10.0])
+@pytest.mark.parametrize("seconds", [1.0, pytest.param(10.0, marks=pytest.mark.slow)])
 def test_loaded_model_equals_pyannote(wespeaker_converted, fixture_checkpoints, seconds):
     out = wespeaker_converted
     model = mlx_segmentation.load(out)

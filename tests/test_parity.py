@@ -21,7 +21,13 @@ from checks.audio import speech_chunks
 from converter.families import model_config
 from converter.reader import read_checkpoint
 
-NAMES = ["segmentation-2022", "powerset", "per-layer", "unidirectional"]
+# The real model and the smallest fixture in the fast tier; the two larger fixtures in the slow one.
+NAMES = [
+    "segmentation-2022",
+    pytest.param("powerset", marks=pytest.mark.slow),
+    pytest.param("per-layer", marks=pytest.mark.slow),
+    "unidirectional",
+]
 
 
 def pyannote_outputs(model: torch.nn.Module, chunks: np.ndarray) -> np.ndarray:

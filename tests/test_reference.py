@@ -12,7 +12,13 @@ from checks.audio import speech_chunks
 from converter.families import model_config
 from converter.reader import read_checkpoint
 
-NAMES = ["segmentation-2022", "powerset", "per-layer", "unidirectional"]
+# Two small fixtures in the fast tier (the float64 LSTM of the 4-layer models takes a minute each).
+NAMES = [
+    pytest.param("segmentation-2022", marks=pytest.mark.slow),
+    pytest.param("powerset", marks=pytest.mark.slow),
+    "per-layer",
+    "unidirectional",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
