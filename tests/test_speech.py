@@ -20,9 +20,9 @@ from converter.architecture import model_config
 from converter.reader import read_checkpoint
 from mlx_segmentation.audio import AudioError
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
-from mlx_segmentation.inference import window_batches, windows
 from mlx_segmentation.speech import detect_speech
 from mlx_segmentation.timeline import SlidingWindow
+from mlx_segmentation.windows import window_batches, windows
 
 MODELS = ["segmentation-2022", "powerset"]
 
