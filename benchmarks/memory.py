@@ -22,6 +22,7 @@ import soundfile
 
 from checks.audio import long_recording
 from mlx_segmentation.config import PyanNetConfig
+from mlx_segmentation.windows import default_step
 
 
 def write_recording(path: Path, minutes: float) -> None:
@@ -53,12 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 120])
-    parser.add_argument("--step", type=float, help="seconds between windows (default: the model's 10%%)")
+    parser.add_argument("--step", type=float, help="seconds between windows (default: pyannote's for the model)")
     parser.add_argument("--out", type=Path, default=Path("memory.json"))
     args = parser.parse_args()
     config = PyanNetConfig.model_validate_json((Path(args.model) / "config.json").read_text())
     window = config.specifications.duration
-    step = args.step or 0.1 * window
+    step = args.step or default_step(config.specifications)
     rows = []
     print(f"{'minutes':>8} {'windows':>8} {'peak MiB':>9} {'seconds':>8}")
     with tempfile.TemporaryDirectory() as tmp:

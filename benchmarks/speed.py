@@ -22,6 +22,8 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -155,35 +157,28 @@ def main() -> None:
 
 
 def profile(model, batch: int, window: int, repeats: int) -> dict[str, float]:
-    """Seconds spent in each stage of the MLX forward, each stage evaluated on its own."""
-    import mlx.nn as nn
-
-    from mlx_segmentation.pooling import abs_max_pool
+    """Seconds spent in each stage of the MLX model, each stage run on its own on the previous stage's output."""
     from mlx_segmentation.pyannet import linear_activation
 
-    x = mx.array((np.random.default_rng(1).standard_normal((batch, window)) * 0.1).astype(np.float32))
-    sincnet, stages, times = model.sincnet, {}, {}
-    stages["wav_norm1d"] = lambda: sincnet.wav_norm1d(x[:, :, None])
-    h = stages["wav_norm1d"]()
-    for c in range(3):
-        conv = sincnet.conv1d[c](h)
-        mx.eval(conv)
-        stages[f"stage{c}.conv"] = lambda c=c, h=h: sincnet.conv1d[c](h)
-        stages[f"stage{c}.pool+norm+leaky"] = lambda c=c, conv=conv: nn.leaky_relu(
-            sincnet.norm1d[c](abs_max_pool(conv, sincnet.pool1d[c], 3) if c == 0 else sincnet.pool1d[c](conv)), negative_slope=0.01)
-        h = sincnet.stage(c, h)
-        mx.eval(h)
-    for k, layer in enumerate(model.lstm.layers):
-        projected = h[None] @ layer.Wx.transpose(0, 2, 1)[:, None] + layer.bias[:, None, None, :]
-        mx.eval(projected)
-        stages[f"lstm{k}.projection"] = lambda h=h, layer=layer: h[None] @ layer.Wx.transpose(0, 2, 1)[:, None] + layer.bias[:, None, None, :]
-        stages[f"lstm{k}.layer"] = lambda h=h, layer=layer: layer(h)[0]
-        h = layer(h)[0]
-        mx.eval(h)
-    stages["linear+classifier"] = lambda h=h: model.activation(model.classifier(linear_activation(model.linear[1](linear_activation(model.linear[0](h))))))
-    for name, stage in stages.items():
-        times[name] = round(timed(lambda stage=stage: mx.eval(stage()), repeats), 5)
-        print(f"  {name:<28} {times[name]:.5f} s", flush=True)
+    sincnet = model.sincnet
+    stages: list[tuple[str, Callable[[mx.array], mx.array]]] = [
+        ("wav_norm1d", lambda x: sincnet.wav_norm1d(x[:, :, None])),
+        *((f"sincnet.stage{c}", partial(sincnet.stage, c)) for c in range(len(sincnet.conv1d))),
+        *((f"lstm{k}", lambda x, layer=layer: layer(x)[0]) for k, layer in enumerate(model.lstm.layers)),
+        *((f"linear{k}", lambda x, layer=layer: linear_activation(layer(x))) for k, layer in enumerate(model.linear)),
+        ("classifier", model.classifier),
+        ("activation", model.activation),
+    ]
+
+    waveforms = mx.array((np.random.default_rng(1).standard_normal((batch, window)) * 0.1).astype(np.float32))
+    outputs, times = waveforms.astype(model.classifier.weight.dtype), {}  # the forward computes in the weights' dtype
+    for name, stage in stages:
+        times[name] = round(timed(lambda stage=stage, inputs=outputs: mx.eval(stage(inputs)), repeats), 5)
+        print(f"  {name:<20} {times[name]:.5f} s", flush=True)
+        outputs = stage(outputs)
+        mx.eval(outputs)
+    if not mx.allclose(outputs, model(waveforms), rtol=1e-4, atol=1e-5).item():
+        raise RuntimeError("the profiled stages no longer compose to the model's forward")
     return times
 
 

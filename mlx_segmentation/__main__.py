@@ -16,6 +16,7 @@ from .binarize import BinarizeParams, default_speech_params
 from .loading import ModelLoadError, load
 from .pyannet import PyanNet
 from .speech import detect_speech
+from .windows import default_step
 
 PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than this
 
@@ -26,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a converted model folder")
     p.add_argument("--rttm", type=Path, help="write speech regions here (default: stdout)")
     p.add_argument("--scores", type=Path, help="write the aggregated speech scores here (.npz)")
-    p.add_argument("--step", type=float, help="seconds between windows (default: 10%% of the model's window)")
+    p.add_argument("--step", type=float, help="seconds between windows (default: pyannote's for the model)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     for name in ("onset", "offset", "min-duration-on", "min-duration-off"):
         p.add_argument(f"--{name}", type=float, help="speech detection parameter (default: pyannote's for this model)")
@@ -46,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(model, PyanNet):
             raise ValueError(f"{args.model} holds a speaker-embedding model ({model.config.model_type}); speech detection needs a segmentation model")
         params = speech_params(args, model)
-        with tqdm(total=_expected_windows(args, model), unit="window", file=sys.stderr, disable=None, leave=False) as bar:
-            if bar.total is None or bar.total * (args.step or 0.1 * model.specifications.duration) < PROGRESS_AFTER_SECONDS:
+        step = args.step or default_step(model.specifications)
+        expected = _expected_windows(args.audio, model, step)
+        with tqdm(total=expected, unit="window", file=sys.stderr, disable=None, leave=False) as bar:
+            if bar.total is None or bar.total * step < PROGRESS_AFTER_SECONDS:
                 bar.disable = True
             result = detect_speech(model, args.audio, params=params, step=args.step, batch_size=args.batch_size, progress=bar.update)
     except (AudioError, ModelLoadError, ValueError, OSError) as error:
@@ -91,15 +94,14 @@ def speech_params(args: argparse.Namespace, model: PyanNet) -> BinarizeParams:
         raise ValueError(f"{option}: {first['msg'].lower()}, got {first['input']!r}") from None
 
 
-def _expected_windows(args: argparse.Namespace, model) -> int | None:
+def _expected_windows(audio: Path, model: PyanNet, step: float) -> int | None:
     import soundfile
 
     try:
-        duration = soundfile.info(str(args.audio)).duration
+        duration = soundfile.info(str(audio)).duration
     except Exception:
         return None
     window = model.specifications.duration
-    step = args.step or 0.1 * window
     return 1 if duration <= window else math.floor((duration - window) / step) + 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import subprocess
 import sys
 import tracemalloc
@@ -18,11 +20,12 @@ from checks.audio import long_recording, read_mono, sample_wav
 from checks.pipeline import annotation, pipeline_check
 from converter.families import model_config
 from converter.reader import read_checkpoint
-from mlx_segmentation.audio import AudioError
+from mlx_segmentation.audio import AudioError, open_audio
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
-from mlx_segmentation.inference import window_batches, windows
+from mlx_segmentation.inference import model_windows, segment, window_outputs
 from mlx_segmentation.speech import detect_speech
 from mlx_segmentation.timeline import SlidingWindow
+from mlx_segmentation.windows import OverlapAdd, SlidingWindows, default_step, slide, window_batches, windows
 
 MODELS = ["segmentation-2022", "powerset"]
 
@@ -43,7 +46,7 @@ def recordings():
     return {"sample": (sample, sample_wav().with_suffix(".rttm")), "ten-minutes": (long_recording(600.0), None)}
 
 
-@pytest.mark.parametrize("recording", ["sample", "ten-minutes"])
+@pytest.mark.parametrize("recording", ["sample", pytest.param("ten-minutes", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", MODELS)
 def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
     model, pyannote_model = models[name]
@@ -61,6 +64,7 @@ def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
         assert check.detection_error_vs_truth == pytest.approx(check.reference_detection_error_vs_truth, abs=0.005)
 
 
+@pytest.mark.slow
 def test_stereo_44k_file_matches_16k_mono(models, tmp_path):
     """The same speech at 44.1 kHz stereo, read from a file, resampled and downmixed."""
     model, _ = models["segmentation-2022"]
@@ -132,6 +136,90 @@ def test_window_scores_are_per_window_and_per_speaker(models):
     speech, rate = read_mono(sample_wav())
     result = detect_speech(model, speech[: 8 * rate], sample_rate=rate, keep_window_scores=True)
     assert result.segmentation.window_scores.shape == (7, 293, 3)  # 8 s: windows at 0, 0.5, ..., 2.5 s and a padded last
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_streamed_window_outputs_equal_kept_window_scores(name, models):
+    """What a per-window client (diarization) iterates is what `segment` keeps: per window, per speaker."""
+    model, _ = models[name]
+    speech, rate = read_mono(sample_wav())
+    recording = speech[: int(12.2 * rate)]
+    audio = open_audio(recording, rate, source_rate=rate)
+    kept = segment(model, audio, batch_size=4, keep_window_scores=True).window_scores
+    audio = open_audio(recording, rate, source_rate=rate)  # its blocks are read once
+    streamed = list(window_outputs(model, audio, model_windows(model, audio), batch_size=4))
+    counts = [batch.count for batch, _ in streamed]
+    assert len(counts) >= 2 and set(counts[:-2]) <= {4} and counts[-1] == 1  # the last window is padded
+    assert streamed[-1][0].padding > 0 and streamed[-1][0].total == len(recording)
+    assert all(len(outputs) == batch.count for batch, outputs in streamed)
+    np.testing.assert_array_equal(np.concatenate([outputs for _, outputs in streamed]), kept)
+    frames_per_window = model.num_frames(model_windows(model, audio).window_size)
+    assert kept.shape == (sum(counts), frames_per_window, len(model.specifications.classes))
+
+
+def test_slide_runs_the_next_batch_before_handing_over_this_one():
+    """The device overlap: batch i + 1's forward is started before batch i's outputs reach the caller."""
+    events = []
+
+    def forward(batch):
+        events.append(("forward", len(events)))
+        return np.zeros((batch.count, 1), np.float32)
+
+    sliding = SlidingWindows.of(duration=5.0, step=0.5, sample_rate=16000)
+    for k, (batch, outputs) in enumerate(slide(sliding, iter([np.zeros(16000 * 12, np.float32)]), forward, 4)):
+        events.append(("handle", k))
+        assert outputs.shape == (batch.count, 1)
+    assert [kind for kind, _ in events] == ["forward"] + ["forward", "handle"] * 3 + ["handle"]  # 15 windows: 4 batches
+
+
+@pytest.mark.parametrize("warm_up", [(0.0, 0.0), (0.5, 0.5), (1.0, 0.25)])
+def test_default_step_is_pyannotes(warm_up, models):
+    from pyannote.audio import Inference
+
+    model, pyannote_model = models["segmentation-2022"]
+    pyannote_model = copy.deepcopy(pyannote_model)
+    pyannote_model.specifications = dataclasses.replace(pyannote_model.specifications, warm_up=warm_up)
+    assert default_step(model.specifications.model_copy(update={"warm_up": warm_up})) == Inference(pyannote_model).step
+
+
+@pytest.mark.parametrize("warm_up", [(0.0, 0.0), (0.5, 0.75)])
+@pytest.mark.parametrize("hamming", [False, True])
+@pytest.mark.parametrize("step", [0.5, 0.37])
+def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
+    """Several columns, NaN (missing) frames and whole windows, added in uneven batches: bit for bit
+    `Inference.aggregate`, and the padding cropped as `SlidingWindowFeature.crop`."""
+    from pyannote.audio import Inference
+    from pyannote.core import Segment, SlidingWindowFeature
+    from pyannote.core import SlidingWindow as PyannoteWindow
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, (23, 293, 4)).astype(np.float32)
+    scores[3, 100:150, 1] = np.nan
+    scores[7:9, :, 2] = np.nan  # a column missing from two windows, partly covered by their neighbours
+    scores[:, :, 3] = np.nan  # a column no window has
+    chunks = SlidingWindow(start=0.0, duration=5.0, step=step)
+    frames = SlidingWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
+    overlap_add = OverlapAdd(chunks, frames, 293, num_columns=4, hamming=hamming, warm_up=warm_up)
+    for first, last in [(0, 1), (1, 8), (8, 9), (9, 23)]:
+        overlap_add.add(scores[first:last])
+    end = 22 * step + 3.21  # the last window padded after 3.21 s
+
+    pyannote_chunks = PyannoteWindow(start=0.0, duration=5.0, step=step)
+    pyannote_frames = PyannoteWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
+    for missing in (np.nan, 0.0):
+        theirs = Inference.aggregate(
+            SlidingWindowFeature(scores.copy(), pyannote_chunks), pyannote_frames, warm_up=warm_up, hamming=hamming,
+            missing=missing,
+        )
+        np.testing.assert_array_equal(overlap_add.result(missing), theirs.data)
+        cropped = theirs.crop(Segment(0.0, end), mode="loose")
+        np.testing.assert_array_equal(overlap_add.result(missing, end=end), cropped)
+        assert len(cropped) < len(theirs.data)
+    assert (overlap_add.frames.start, overlap_add.frames.duration, overlap_add.frames.step) == (
+        theirs.sliding_window.start, theirs.sliding_window.duration, theirs.sliding_window.step,
+    )
+    cropped = overlap_add.result(end=end)
+    assert np.isnan(cropped[:, 3]).all() and not np.isnan(cropped[:, :3]).any()
 
 
 def test_cutting_windows_holds_only_a_few_windows():
