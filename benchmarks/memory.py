@@ -68,7 +68,14 @@ def main() -> None:
             write_recording(audio, minutes)
             peak, seconds = peak_memory(args.model, audio, args.step)
             audio.unlink()
-            rows.append({"minutes": minutes, "windows": int((minutes * 60 - window) // step) + 2, "peak_mib": round(peak, 1), "seconds": round(seconds, 1)})
+            rows.append(
+                {
+                    "minutes": minutes,
+                    "windows": int((minutes * 60 - window) // step) + 2,
+                    "peak_mib": round(peak, 1),
+                    "seconds": round(seconds, 1),
+                }
+            )
             print(f"{minutes:>8g} {rows[-1]['windows']:>8} {peak:>9.1f} {seconds:>8.1f}")
     args.out.write_text(json.dumps({"platform": platform.platform(), "step": args.step, "runs": rows}, indent=2) + "\n")
 

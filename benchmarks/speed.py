@@ -36,8 +36,8 @@ import mlx.core as mx  # noqa: E402
 import mlx_segmentation
 from checks import reference
 from checks.audio import long_recording
-from converter.families import model_config
 from converter.build import build
+from converter.families import model_config
 from converter.reader import read_checkpoint
 from mlx_segmentation import recurrence
 from mlx_segmentation.audio import open_audio
@@ -68,7 +68,12 @@ def main() -> None:
     parser.add_argument("--pipeline-batch", type=int, default=32, help="batch size of the whole-recording run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="also time each MLX stage at this batch size")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="MLX weights' dtype (PyTorch stays float32)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="MLX weights' dtype (PyTorch stays float32)",
+    )
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     args = parser.parse_args()
 
@@ -114,15 +119,20 @@ def main() -> None:
 
         t_mlx, t_torch = timed(run_mlx, args.repeats), timed(run_torch, args.repeats)
         seconds = batch * model.specifications.duration
-        rows.append({
-            "batch": batch,
-            "mlx_seconds": round(t_mlx, 4),
-            "torch_seconds": round(t_torch, 4),
-            "mlx_audio_per_second": round(seconds / t_mlx, 1),
-            "torch_audio_per_second": round(seconds / t_torch, 1),
-            "mlx_over_torch_time": round(t_mlx / t_torch, 3),
-        })
-        print(f"batch {batch:>5}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, MLX/PyTorch time {t_mlx / t_torch:6.2f}", flush=True)
+        rows.append(
+            {
+                "batch": batch,
+                "mlx_seconds": round(t_mlx, 4),
+                "torch_seconds": round(t_torch, 4),
+                "mlx_audio_per_second": round(seconds / t_mlx, 1),
+                "torch_audio_per_second": round(seconds / t_torch, 1),
+                "mlx_over_torch_time": round(t_mlx / t_torch, 3),
+            }
+        )
+        print(
+            f"batch {batch:>5}: MLX {t_mlx:8.4f} s, PyTorch {t_torch:8.4f} s, MLX/PyTorch time {t_mlx / t_torch:6.2f}",
+            flush=True,
+        )
     results["windows"] = rows
 
     if args.profile:
@@ -133,24 +143,36 @@ def main() -> None:
         results["pipeline_batch"] = args.pipeline_batch
         mx.reset_peak_memory()
         start = time.perf_counter()
-        segmentation = segment(model, open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate), batch_size=args.pipeline_batch)
+        segmentation = segment(
+            model,
+            open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate),
+            batch_size=args.pipeline_batch,
+        )
         results["mlx_pipeline_seconds"] = round(time.perf_counter() - start, 2)
         results["mlx_peak_memory_mib"] = round(mx.get_peak_memory() / 2**20, 1) if gpu else None
         start = time.perf_counter()
         torch_scores, how = torch_pipeline(ref, reference_name, recording, model, device, args.pipeline_batch)
         results["torch_pipeline_seconds"] = round(time.perf_counter() - start, 2)
         results["torch_pipeline"] = how
-        results["torch_peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
+        results["torch_peak_memory_mib"] = (
+            round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
+        )
         results["pipeline_max_abs_score_diff"] = float(np.abs(segmentation.speech - torch_scores).max())
         if reference_name != "pyannote.audio":  # the yardstick: the same reference in float64
             ref64 = reference.as_float64_on_float32_inputs(ref)
             scores_64, _ = torch_pipeline(ref64, reference_name, recording, model, device, args.pipeline_batch)
             results["pipeline_mlx_vs_float64"] = float(np.abs(segmentation.speech - scores_64).max())
             results["pipeline_torch_float32_vs_float64"] = float(np.abs(torch_scores - scores_64).max())
-            print(f"aggregated scores against float64: MLX {results['pipeline_mlx_vs_float64']:.2e}, "
-                  f"PyTorch float32 {results['pipeline_torch_float32_vs_float64']:.2e}", flush=True)
-        results["mlx_over_torch_pipeline_time"] = round(results["mlx_pipeline_seconds"] / results["torch_pipeline_seconds"], 3)
-        print(f"{args.minutes:g} min recording: MLX {results['mlx_pipeline_seconds']} s, PyTorch ({how}) {results['torch_pipeline_seconds']} s", flush=True)
+            print(
+                f"aggregated scores against float64: MLX {results['pipeline_mlx_vs_float64']:.2e}, "
+                f"PyTorch float32 {results['pipeline_torch_float32_vs_float64']:.2e}",
+                flush=True,
+            )
+        results["mlx_over_torch_pipeline_time"] = round(
+            results["mlx_pipeline_seconds"] / results["torch_pipeline_seconds"], 3
+        )
+        mlx_seconds, torch_seconds = results["mlx_pipeline_seconds"], results["torch_pipeline_seconds"]
+        print(f"{args.minutes:g} min recording: MLX {mlx_seconds} s, PyTorch ({how}) {torch_seconds} s", flush=True)
     results["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
@@ -194,12 +216,14 @@ class OnDevice:
 
 
 def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
-    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else the torch model inside our pipeline."""
+    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else the torch model in ours."""
     if reference_name == "pyannote.audio":
         from checks.pipeline import pyannote_speech
         from mlx_segmentation.binarize import default_speech_params
 
-        scores, _ = pyannote_speech(ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench")
+        scores, _ = pyannote_speech(
+            ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench"
+        )
         return scores, "pyannote.audio VoiceActivityDetection"
 
     def torch_forward(batch, window_size: int, step_size: int) -> OnDevice:
@@ -211,6 +235,7 @@ def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, devic
     audio = open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate)
     scores = segment(model, audio, batch_size=batch_size, forward=torch_forward).speech
     return scores, "torch reference model in the same windowing and aggregation"
+
 
 if __name__ == "__main__":
     main()

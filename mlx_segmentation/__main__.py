@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .audio import AudioError
 from .binarize import BinarizeParams, default_speech_params
+from .families import family
 from .loading import ModelLoadError, load
 from .pyannet import PyanNet
 from .speech import detect_speech
@@ -23,7 +24,9 @@ PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mlx_segmentation", description=__doc__)
-    p.add_argument("audio", type=Path, help="a recording in any format soundfile reads (wav, flac, ogg, ...), any sample rate")
+    p.add_argument(
+        "audio", type=Path, help="a recording in any format soundfile reads (wav, flac, ogg, ...), any sample rate"
+    )
     p.add_argument("--model", required=True, help="a converted model folder")
     p.add_argument("--rttm", type=Path, help="write speech regions here (default: stdout)")
     p.add_argument("--scores", type=Path, help="write the aggregated speech scores here (.npz)")
@@ -44,15 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.step is not None and not (math.isfinite(args.step) and args.step > 0):
             raise ValueError(f"--step must be a positive number of seconds, got {args.step}")
         model = load(args.model)
-        if not isinstance(model, PyanNet):
-            raise ValueError(f"{args.model} holds a speaker-embedding model ({model.config.model_type}); speech detection needs a segmentation model")
+        task = family(model.config).task
+        if task != "segmentation":
+            raise ValueError(f"{args.model} holds a speaker-{task} model; speech detection needs a segmentation model")
         params = speech_params(args, model)
         step = args.step or default_step(model.specifications)
         expected = _expected_windows(args.audio, model, step)
         with tqdm(total=expected, unit="window", file=sys.stderr, disable=None, leave=False) as bar:
             if bar.total is None or bar.total * step < PROGRESS_AFTER_SECONDS:
                 bar.disable = True
-            result = detect_speech(model, args.audio, params=params, step=args.step, batch_size=args.batch_size, progress=bar.update)
+            result = detect_speech(
+                model, args.audio, params=params, step=args.step, batch_size=args.batch_size, progress=bar.update
+            )
     except (AudioError, ModelLoadError, ValueError, OSError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scores:
         result.save_scores(args.scores)
     speech = sum(r.duration for r in result.regions)
-    print(f"{len(result.regions)} speech regions, {speech:.1f} s of speech in {result.segmentation.num_samples / model.config.sample_rate:.1f} s", file=sys.stderr)
+    seconds = result.segmentation.num_samples / model.config.sample_rate
+    print(f"{len(result.regions)} speech regions, {speech:.1f} s of speech in {seconds:.1f} s", file=sys.stderr)
     return 0
 
 

@@ -46,6 +46,8 @@ def detect_speech(
 ) -> SpeechDetection:
     """Speech regions of a file (any format soundfile reads, any rate) or an array (with `sample_rate`)."""
     source = open_audio(audio, model.config.sample_rate, source_rate=sample_rate)
-    segmentation = segment(model, source, step=step, batch_size=batch_size, keep_window_scores=keep_window_scores, progress=progress)
+    segmentation = segment(
+        model, source, step=step, batch_size=batch_size, keep_window_scores=keep_window_scores, progress=progress
+    )
     params = params or default_speech_params(model.specifications)
     return SpeechDetection(binarize(segmentation.speech[:, 0], segmentation.frames, params), segmentation, params)

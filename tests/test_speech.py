@@ -51,7 +51,9 @@ def recordings():
 def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
     model, pyannote_model = models[name]
     waveform, truth = recordings[recording]
-    check = pipeline_check(model, pyannote_model, waveform, recording, default_speech_params(model.specifications), truth)
+    check = pipeline_check(
+        model, pyannote_model, waveform, recording, default_speech_params(model.specifications), truth
+    )
     print(check.model_dump_json())
     assert check.duration >= (30 if recording == "sample" else 600)
     if model.specifications.powerset:  # hard decisions: see checks/pipeline.py
@@ -96,7 +98,9 @@ def test_windows_and_aggregation_equal_pyannote_inference(seconds, models):
     ours = detect_speech(model, file["waveform"][0].numpy(), sample_rate=rate).segmentation
     assert ours.speech.shape == theirs.data.shape == theirs_64.data.shape
     assert (ours.frames.start, ours.frames.duration, ours.frames.step) == (
-        theirs.sliding_window.start, theirs.sliding_window.duration, theirs.sliding_window.step,
+        theirs.sliding_window.start,
+        theirs.sliding_window.duration,
+        theirs.sliding_window.step,
     )
     e = np.abs(theirs.data - theirs_64.data).max()
     error = np.abs(ours.speech - theirs_64.data).max()
@@ -112,9 +116,15 @@ def test_binarize_equals_pyannote():
     rng = np.random.default_rng(0)
     frames = SlidingWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
     scores = np.clip(np.convolve(rng.uniform(0, 1, 3000), np.ones(25) / 25, mode="same") * 1.6 - 0.3, 0, 1)
-    for params in (MULTILABEL_SPEECH, BinarizeParams(onset=0.5, offset=0.5), BinarizeParams(onset=0.6, offset=0.4, min_duration_on=0.3, min_duration_off=0.5)):
+    for params in (
+        MULTILABEL_SPEECH,
+        BinarizeParams(onset=0.5, offset=0.5),
+        BinarizeParams(onset=0.6, offset=0.4, min_duration_on=0.3, min_duration_off=0.5),
+    ):
         ours = [(round(r.start, 9), round(r.end, 9)) for r in binarize(scores, frames, params)]
-        feature = SlidingWindowFeature(scores[:, None], PyannoteWindow(start=0.0, duration=frames.duration, step=frames.step))
+        feature = SlidingWindowFeature(
+            scores[:, None], PyannoteWindow(start=0.0, duration=frames.duration, step=frames.step)
+        )
         theirs = [(round(s.start, 9), round(s.end, 9)) for s in Binarize(**params.model_dump())(feature).itersegments()]
         assert ours == theirs and len(ours) >= 2
 
@@ -135,7 +145,11 @@ def test_window_scores_are_per_window_and_per_speaker(models):
     model, _ = models["segmentation-2022"]
     speech, rate = read_mono(sample_wav())
     result = detect_speech(model, speech[: 8 * rate], sample_rate=rate, keep_window_scores=True)
-    assert result.segmentation.window_scores.shape == (7, 293, 3)  # 8 s: windows at 0, 0.5, ..., 2.5 s and a padded last
+    assert result.segmentation.window_scores.shape == (
+        7,
+        293,
+        3,
+    )  # 8 s: windows at 0, 0.5, ..., 2.5 s and a padded last
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -208,7 +222,10 @@ def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
     pyannote_frames = PyannoteWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
     for missing in (np.nan, 0.0):
         theirs = Inference.aggregate(
-            SlidingWindowFeature(scores.copy(), pyannote_chunks), pyannote_frames, warm_up=warm_up, hamming=hamming,
+            SlidingWindowFeature(scores.copy(), pyannote_chunks),
+            pyannote_frames,
+            warm_up=warm_up,
+            hamming=hamming,
             missing=missing,
         )
         np.testing.assert_array_equal(overlap_add.result(missing), theirs.data)
@@ -216,7 +233,9 @@ def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
         np.testing.assert_array_equal(overlap_add.result(missing, end=end), cropped)
         assert len(cropped) < len(theirs.data)
     assert (overlap_add.frames.start, overlap_add.frames.duration, overlap_add.frames.step) == (
-        theirs.sliding_window.start, theirs.sliding_window.duration, theirs.sliding_window.step,
+        theirs.sliding_window.start,
+        theirs.sliding_window.duration,
+        theirs.sliding_window.step,
     )
     cropped = overlap_add.result(end=end)
     assert np.isnan(cropped[:, 3]).all() and not np.isnan(cropped[:, :3]).any()
@@ -239,7 +258,9 @@ def test_cutting_windows_holds_only_a_few_windows():
 def test_window_batches_cut_as_pyannote(samples):
     """Every window, padded last one included, equals what Inference.slide cuts."""
     audio = np.arange(samples, dtype=np.float32)
-    got = [np.array(windows(b, 80000, 8000)) for b in window_batches(iter([audio[:50000], audio[50000:]]), 80000, 8000, 3)]
+    got = [
+        np.array(windows(b, 80000, 8000)) for b in window_batches(iter([audio[:50000], audio[50000:]]), 80000, 8000, 3)
+    ]
     got = np.concatenate(got)
     torch_audio = torch.from_numpy(audio)[None]
     expected = [] if samples < 80000 else list(torch_audio.unfold(1, 80000, 8000)[0].numpy())
@@ -254,14 +275,24 @@ def test_window_batches_cut_as_pyannote(samples):
     [
         (lambda p: p.write_text("not audio") and p, "cannot read audio"),
         (lambda p: soundfile.write(p, np.zeros((0, 1), np.float32), 16000) or p, "holds no audio"),
-        (lambda p: soundfile.write(p, np.zeros(800, np.float32), 16000) or p, "shorter than the model's minimum of 1261"),
-        (lambda p: soundfile.write(p, np.full(32000, np.nan, np.float32), 16000, subtype="FLOAT") or p, "non-finite sample"),
+        (
+            lambda p: soundfile.write(p, np.zeros(800, np.float32), 16000) or p,
+            "shorter than the model's minimum of 1261",
+        ),
+        (
+            lambda p: soundfile.write(p, np.full(32000, np.nan, np.float32), 16000, subtype="FLOAT") or p,
+            "non-finite sample",
+        ),
     ],
     ids=["unreadable", "empty", "too short", "NaN"],
 )
 def test_bad_audio_gets_one_clear_line(make, message, converted, tmp_path):
     path = make(tmp_path / "bad.wav")
-    run = subprocess.run([sys.executable, "-m", "mlx_segmentation", str(path), "--model", str(converted["segmentation-2022"])], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_segmentation", str(path), "--model", str(converted["segmentation-2022"])],
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1, run.stderr
     assert message in errors[0]
@@ -276,15 +307,29 @@ def test_arrays_need_their_sample_rate(models):
 def test_cli_writes_rttm_and_scores(converted, tmp_path):
     rttm, scores = tmp_path / "out.rttm", tmp_path / "scores.npz"
     run = subprocess.run(
-        [sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(converted["segmentation-2022"]), "--rttm", str(rttm), "--scores", str(scores)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mlx_segmentation",
+            str(sample_wav()),
+            "--model",
+            str(converted["segmentation-2022"]),
+            "--rttm",
+            str(rttm),
+            "--scores",
+            str(scores),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     lines = rttm.read_text().splitlines()
     assert len(lines) == 3 and all(line.startswith("SPEAKER sample 1 ") and " SPEECH " in line for line in lines)
     saved = np.load(scores)
     assert saved["data"].shape == (1779, 1)
-    assert float(saved["step"]) == 270 / 16000 and float(saved["duration"]) == 991 / 16000 and float(saved["start"]) == 0.0
+    assert (
+        float(saved["step"]) == 270 / 16000 and float(saved["duration"]) == 991 / 16000 and float(saved["start"]) == 0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,14 +347,35 @@ def test_cli_writes_rttm_and_scores(converted, tmp_path):
         (["--rttm", "{tmp}"], "is a folder, not a file name"),
         (["--scores", "{tmp}/missing/scores.npz"], "does not exist"),
     ],
-    ids=["step rounds to 0 samples", "step 0", "step NaN", "step over the window", "batch 0", "onset 2", "offset -0.5",
-         "infinite min-duration-on", "rttm in a missing folder", "rttm is a folder", "scores in a missing folder"],
+    ids=[
+        "step rounds to 0 samples",
+        "step 0",
+        "step NaN",
+        "step over the window",
+        "batch 0",
+        "onset 2",
+        "offset -0.5",
+        "infinite min-duration-on",
+        "rttm in a missing folder",
+        "rttm is a folder",
+        "scores in a missing folder",
+    ],
 )
 def test_bad_options_get_one_clear_line_before_any_work(options, message, converted, tmp_path):
     options = [o.replace("{tmp}", str(tmp_path)) for o in options]
     run = subprocess.run(
-        [sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(converted["segmentation-2022"]), *options],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "mlx_segmentation",
+            str(sample_wav()),
+            "--model",
+            str(converted["segmentation-2022"]),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
@@ -321,7 +387,11 @@ def test_an_embedding_model_is_named_as_such(fixture_checkpoints, tmp_path):
     from converter.build import build
 
     folder = build(fixture_checkpoints["wespeaker"], tmp_path / "wespeaker", log=lambda m: None).out
-    run = subprocess.run([sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(folder)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_segmentation", str(sample_wav()), "--model", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1, run.stderr
-    assert "holds a speaker-embedding model (wespeaker_resnet); speech detection needs a segmentation model" in errors[0]
+    assert "holds a speaker-embedding model; speech detection needs a segmentation model" in errors[0]
