@@ -12,12 +12,12 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 python3 -c "import mlx.core as mx, torch; print('mlx', mx.__version__, mx.default_device(), 'cuda', mx.cuda.is_available(), 'torch', torch.__version__)"
 CK=$D/pytorch_model.bin
 echo "== build + checks, MLX on the GPU (TF32 off, LSTM kernel)"
-python3 -m converter build --checkpoint "$CK" --out /tmp/m --no-checks > /dev/null && python3 -m checks /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu.txt 2>&1; echo "exit $?"; cat "$OUT"/checks_gpu.txt | tail -45
+python3 -m converter build --checkpoint "$CK" --out /tmp/m --no-checks > /dev/null && python3 -m converter check /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu.txt 2>&1; echo "exit $?"; cat "$OUT"/checks_gpu.txt | tail -45
 cp /tmp/m/checks.json "$OUT"/checks_gpu.json 2>/dev/null
 echo "== the same with MLX_ENABLE_TF32=1"
-MLX_ENABLE_TF32=1 python3 -m checks /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_tf32.txt 2>&1; echo "exit $?"; grep -v "non-zero" "$OUT"/checks_gpu_tf32.txt | tail -40
+MLX_ENABLE_TF32=1 python3 -m converter check /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_tf32.txt 2>&1; echo "exit $?"; grep -v "non-zero" "$OUT"/checks_gpu_tf32.txt | tail -40
 echo "== the same with the portable LSTM loop"
-MLX_SEGMENTATION_LSTM_KERNEL=0 python3 -m checks /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_portable.txt 2>&1; echo "exit $?"; tail -18 "$OUT"/checks_gpu_portable.txt
+MLX_SEGMENTATION_LSTM_KERNEL=0 python3 -m converter check /tmp/m --checkpoint "$CK" > "$OUT"/checks_gpu_portable.txt 2>&1; echo "exit $?"; tail -18 "$OUT"/checks_gpu_portable.txt
 echo "== speed (one run per whole-recording batch size; each also times raw windows and profiles MLX's stages)"
 for b in 1024 256 32; do
   python3 benchmarks/speed.py --checkpoint "$CK" --batches 1 8 32 256 1024 --minutes 60 --pipeline-batch $b --profile $b --out "$OUT"/speed_gpu_b$b.json | head -8

@@ -22,7 +22,7 @@ import soundfile
 
 from checks.audio import long_recording
 from mlx_segmentation.config import PyanNetConfig
-from mlx_segmentation.windows import default_step
+from mlx_segmentation.windows import default_step, expected_windows
 
 
 def write_recording(path: Path, minutes: float) -> None:
@@ -71,7 +71,7 @@ def main() -> None:
             rows.append(
                 {
                     "minutes": minutes,
-                    "windows": int((minutes * 60 - window) // step) + 2,
+                    "windows": expected_windows(minutes * 60, window, step),
                     "peak_mib": round(peak, 1),
                     "seconds": round(seconds, 1),
                 }

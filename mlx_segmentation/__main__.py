@@ -17,7 +17,7 @@ from .families import family
 from .loading import ModelLoadError, load
 from .pyannet import PyanNet
 from .speech import detect_speech
-from .windows import default_step
+from .windows import default_step, expected_windows
 
 PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than this
 
@@ -108,8 +108,7 @@ def _expected_windows(audio: Path, model: PyanNet, step: float) -> int | None:
         duration = soundfile.info(str(audio)).duration
     except Exception:
         return None
-    window = model.specifications.duration
-    return 1 if duration <= window else math.floor((duration - window) / step) + 2
+    return expected_windows(duration, model.specifications.duration, step)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ for it. Memory does not grow with the number of windows (only `OverlapAdd`'s per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,12 @@ EPSILON = 1e-12  # Inference.aggregate's
 def default_step(spec: Specifications) -> float:
     """pyannote's default step between windows: the left warm-up if there is one, else 10% of the window."""
     return 0.1 * spec.duration if spec.warm_up[0] == 0.0 else spec.warm_up[0]
+
+
+def expected_windows(duration: float, window: float, step: float) -> int:
+    """About how many windows `Inference.slide` cuts from `duration` seconds (full ones, then a padded one), for
+    progress bars and reports: one too many when the recording ends exactly on a full window."""
+    return 1 if duration <= window else math.floor((duration - window) / step) + 2
 
 
 @dataclass
