@@ -163,7 +163,13 @@ class EmbeddingCheckReport(ReportHeader):
             f"| {c.input} | {c.max_abs_vs_float64:.1e} | {c.reference_float32_error:.1e} | {c.min_cosine:.8f} |"
             for c in self.full_model
         ]
-        return f"{_status(self)} against {self.reference}: {self.summary()}\n\n" + "\n".join(rows)
+        ranking = "identical" if self.ranking.same_order else "DIFFERENT"
+        return (
+            f"{_status(self)}: {len(self.components)} component and {len(self.full_model)} full-model checks against "
+            f"{self.reference} {self.versions.get('pyannote.audio', '')}, mlx {self.versions.get('mlx', '')}, "
+            f"on {self.platform}; the order of {self.ranking.pairs} pairwise similarities between speakers is "
+            f"{ranking}.\n\n" + "\n".join(rows)
+        )
 
 
 def _status(report: ReportHeader) -> str:

@@ -13,12 +13,11 @@ from mlx.utils import tree_flatten
 from mlx_segmentation.families import AnyConfig, build_model
 from mlx_segmentation.manifest import CARD_FILE, Manifest
 
-from .card import render_card
+from .card import CardInfo, render_card
 from .engine import Mapped, apply_rules
 from .errors import ArchitectureError, ConverterError
 from .families import converter_family, model_config
 from .reader import SourceCheckpoint, read_checkpoint
-from .recipe import Recipe
 from .writer import output_lock, record_checks, seal, staging_folder, write_model
 
 
@@ -57,7 +56,7 @@ def build(
     *,
     force: bool = False,
     dtype: str = "float32",
-    recipe: Recipe | None = None,
+    card: CardInfo | None = None,
     check: Checker | None = None,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
@@ -72,7 +71,9 @@ def build(
             log("running parity checks")
             report = check(staging, source)
             manifest = record_checks(staging, report)
-            (staging / CARD_FILE).write_text(render_card(config, manifest, report, recipe))
+            card = card or CardInfo()
+            name = card.name or target.name  # never the staging folder's name
+            (staging / CARD_FILE).write_text(render_card(config, manifest, report, card, name))
             manifest = seal(staging)
     return BuildResult(out=out, manifest=manifest, report=report)
 

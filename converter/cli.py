@@ -19,6 +19,7 @@ from mlx_segmentation.config import first_error
 from mlx_segmentation.manifest import MANIFEST_FILE, Manifest
 
 from .build import BuildResult, Checker, build
+from .card import CardInfo
 from .errors import ConverterError
 from .families import model_config
 from .publish import push
@@ -55,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     build_verb.add_argument(
         "--push", action="store_true", help="publish each recipe's model to its target repo once it passes"
     )
+    build_verb.add_argument("--license", help="with --checkpoint: the weights' license, a Hub id (mit, cc-by-4.0, ...)")
+    build_verb.add_argument("--base-model", help="with --checkpoint: the original model's Hub repo (ORG/NAME)")
 
     push_verb = verbs.add_parser("push", help="publish a checked model folder to the Hugging Face Hub")
     push_verb.add_argument("folder", type=Path)
@@ -120,12 +123,16 @@ def build_and_check(
     force: bool = False,
     dtype: str = "float32",
     recipe: Recipe | None = None,
+    card: CardInfo | None = None,
     run_checks: bool = True,
     log: Callable[[str], None] = log,
 ) -> BuildResult:
-    """A build, with the parity checks unless `run_checks` is False: what `python -m converter build` runs."""
+    """A build, with the parity checks unless `run_checks` is False: what `python -m converter build` runs.
+
+    The card's origin and license come from the recipe, else from `card` (`--license`, `--base-model`)."""
     check = parity_checker(dtype, recipe.gates if recipe else None, label=str(out), log=log) if run_checks else None
-    return build(checkpoint, out, force=force, dtype=dtype, recipe=recipe, check=check, log=log)
+    card = CardInfo.of(recipe) if recipe else card
+    return build(checkpoint, out, force=force, dtype=dtype, card=card, check=check, log=log)
 
 
 def parity_checker(
@@ -194,6 +201,8 @@ def _build(args: argparse.Namespace) -> int:
     else:
         if args.out is not None:
             raise ConverterError("--out needs --checkpoint (recipe builds go to --dist)")
+        if args.license or args.base_model:
+            raise ConverterError("--license and --base-model describe a --checkpoint build (recipes give their own)")
         jobs = [(cached_source(r), args.dist / r.name, args.dtype or r.dtype, r) for r in load_recipes(args.recipes)]
     for checkpoint, out, dtype, recipe in jobs:  # every output path and every check's gates, before any work
         check_output(out, args.force, protected=[checkpoint])
@@ -203,8 +212,11 @@ def _build(args: argparse.Namespace) -> int:
         if recipe is not None and not checkpoint.is_file():
             fetch_source(recipe, log=log)
 
+    card = CardInfo(license=args.license, base_model=args.base_model)
     results = [
-        build_and_check(checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, run_checks=not args.no_checks)
+        build_and_check(
+            checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, card=card, run_checks=not args.no_checks
+        )
         for checkpoint, out, dtype, recipe in jobs
     ]
     for result in results:

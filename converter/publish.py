@@ -16,6 +16,7 @@ from mlx_segmentation.loading import ModelLoadError, verify_folder
 from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, MANIFEST_FILE, WEIGHTS_FILE, ReportOutcome, sha256_file
 
 from .errors import ConverterError
+from .writer import seal
 
 ATTEMPTS = 3  # network failures are retried this many times in all, with a growing pause
 T = TypeVar("T")
@@ -89,20 +90,33 @@ def push(
     dry_run: bool = False,
     api: HfApi | None = None,
     log: Callable[[str], None] = print,
+    show: Callable[[str], None] = print,
     pause: float = 2.0,
 ) -> str | None:
-    """Create `repo_id` if needed and upload the folder as one commit; returns the commit's URL."""
+    """Create `repo_id` if needed and upload the folder as one commit; returns the commit's URL.
+
+    The card is made to name `repo_id` (its title and snippets named the build's own name): rewritten and the
+    folder resealed before the upload. `dry_run` shows (on stdout) the files and the card that would be sent.
+    """
     entries = verify_for_publishing(folder)
+    card = retargeted_card(folder, repo_id)
     if dry_run:
-        log(
+        show(
             f"dry run: would upload to {repo_id}"
             + (f" (branch {revision})" if revision else "")
             + (", private" if private else "")
         )
         for entry in entries:
-            log(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
-        log((folder / CARD_FILE).read_text())
+            show(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
+        if card != (folder / CARD_FILE).read_text():
+            show(f"(the card will name {repo_id}: {CARD_FILE} rewritten and the folder resealed before the upload)")
+        show(card)
         return None
+    if card != (folder / CARD_FILE).read_text():
+        (folder / CARD_FILE).write_text(card)
+        seal(folder)
+        entries = verify_for_publishing(folder)
+        log(f"{CARD_FILE} now names {repo_id}; {folder} resealed")
     if api is None:
         token = get_token()
         if not token:
@@ -124,6 +138,19 @@ def push(
     url = getattr(info, "commit_url", None) or str(info)
     log(f"published {folder} to {repo_id}: {url}")
     return url
+
+
+def retargeted_card(folder: Path, repo_id: str) -> str:
+    """The card's text with the name it was rendered for (title, `load(...)`, `--model`) replaced by `repo_id`."""
+    text = (folder / CARD_FILE).read_text()
+    old = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), None)
+    if old is None or old == repo_id:
+        return text
+    return (
+        text.replace(f"\n# {old}\n", f"\n# {repo_id}\n", 1)
+        .replace(f'mlx_segmentation.load("{old}")', f'mlx_segmentation.load("{repo_id}")')
+        .replace(f"--model {old} ", f"--model {repo_id} ")
+    )
 
 
 def _call(action: Callable[[], T], repo_id: str, log: Callable[[str], None], pause: float) -> T:

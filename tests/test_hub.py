@@ -112,13 +112,44 @@ def test_push_to_a_branch_creates_it(folder):
 
 def test_dry_run_sends_nothing(folder):
     hub, lines = RecordingHub(), []
-    push(folder, "me/seg", dry_run=True, api=hub, log=lines.append)
+    push(folder, "me/seg", dry_run=True, api=hub, log=lambda m: None, show=lines.append)
     assert hub.calls == []
     printed = "\n".join(lines)
     for name in FILES:
         assert name in printed
     assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() in printed
     assert "library_name: mlx" in printed
+
+
+def test_dry_run_prints_to_stdout(folder):
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "push", str(folder), "--repo", "me/seg", "--dry-run"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "model.safetensors" in run.stdout and "library_name: mlx" in run.stdout and "# me/seg" in run.stdout
+    assert run.stderr.strip() == ""
+
+
+def test_a_checkpoint_builds_card_names_its_folder_and_cites_pyannote(small_checked):
+    """Built with --checkpoint (no recipe): the card is rendered for the final folder, never the staging one."""
+    text = (small_checked / "README.md").read_text()
+    assert "\n# model\n" in text and 'mlx_segmentation.load("model")' in text and "--model model " in text
+    assert ".partial" not in text and "pip install mlx-segmentation" not in text
+    assert "@inproceedings{Bredin2020" in text and "@inproceedings{Bredin2021" in text  # multilabel: the 2021 paper
+
+
+def test_push_makes_the_card_name_the_target_repo(folder):
+    hub = RecordingHub()
+    push(folder, "me/seg", api=hub, log=lambda m: None)
+    card = hub.repo["README.md"].decode()
+    assert "\n# me/seg\n" in card and 'mlx_segmentation.load("me/seg")' in card and "--model me/seg " in card
+    assert "# model\n" not in card
+    assert hub.repo["README.md"] == (folder / "README.md").read_bytes()
+    manifest = Manifest.model_validate_json(hub.repo["manifest.json"])
+    assert manifest.files["README.md"] == hashlib.sha256(hub.repo["README.md"]).hexdigest()
+    push(folder, "me/seg", api=hub, log=lambda m: None)  # the resealed folder still verifies
 
 
 def test_refuses_a_file_changed_after_checking(folder):
@@ -272,3 +303,35 @@ def test_repo_not_in_the_cache_offline_is_a_clear_error(tmp_path):
     (tmp_path / "hub").mkdir()
     run = load_offline(tmp_path / "hub", "org/absent")
     assert run.returncode != 0 and "org/absent: not in the local Hub cache" in run.stderr
+
+
+def test_checkpoint_build_card_takes_license_and_base_model(tmp_path):
+    from forge import small_pyannet
+
+    checkpoint = small_pyannet().write(tmp_path / "small.ckpt")
+    command = [
+        sys.executable,
+        "-m",
+        "converter",
+        "build",
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    run = subprocess.run(
+        [*command, "--license", "cc-by-4.0", "--base-model", "org/model"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.base_model == "org/model"
+    assert "[org/model](https://huggingface.co/org/model)" in card.text and "`cc-by-4.0` license" in card.text
+
+
+def test_license_flags_are_for_checkpoint_builds_only(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "build", "--dist", str(tmp_path), "--license", "mit"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "--license and --base-model describe a --checkpoint build" in run.stderr
