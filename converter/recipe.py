@@ -21,6 +21,9 @@ class PyPIMember(BaseModel):
     model_config = ConfigDict(extra="forbid")
     requirement: str  # e.g. whisperx==3.8.6
     member: str  # path inside the wheel
+    # For a wheel built per platform: which one to download, whatever machine fetches it (the member is the same).
+    platform: str | None = None  # e.g. manylinux_2_28_x86_64
+    python_version: str | None = None  # e.g. 3.11
 
 
 class SourceSpec(BaseModel):

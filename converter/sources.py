@@ -48,6 +48,10 @@ def fetch_source(recipe: Recipe, log=print) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp]
+        if spec.platform:
+            command += ["--platform", spec.platform]
+        if spec.python_version:
+            command += ["--python-version", spec.python_version]
         result = subprocess.run([*command, spec.requirement], capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or len(wheels) != 1:

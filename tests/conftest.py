@@ -33,6 +33,13 @@ def real_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_checkpoint_3() -> Path:
+    """pyannote/segmentation-3.0 (powerset, 10 s windows), pinned by sha256 in models/segmentation-3.0.toml."""
+    (recipe,) = [r for r in load_recipes() if r.name == "segmentation-3.0"]
+    return fetch_source(recipe)
+
+
+@pytest.fixture(scope="session")
 def fixture_checkpoints(tmp_path_factory, real_checkpoint) -> dict[str, Path]:
     from make_fixtures import FIXTURES, make_fixture
 
@@ -41,10 +48,10 @@ def fixture_checkpoints(tmp_path_factory, real_checkpoint) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def checkpoints(real_checkpoint, fixture_checkpoints) -> dict[str, Path]:
+def checkpoints(real_checkpoint, real_checkpoint_3, fixture_checkpoints) -> dict[str, Path]:
     """Every convertible segmentation (PyanNet) checkpoint, by name."""
     segmentation = {k: v for k, v in fixture_checkpoints.items() if k not in ("not-pyannet", "wespeaker")}
-    return {"segmentation-2022": real_checkpoint, **segmentation}
+    return {"segmentation-2022": real_checkpoint, "segmentation-3.0": real_checkpoint_3, **segmentation}
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +81,7 @@ class Published:
 
 @pytest.fixture(scope="session")
 def published_run(tmp_path_factory) -> Published:
-    """`python -m converter build --dist DIR`: the default recipe converted, checked and sealed, as users run it."""
+    """`python -m converter build --dist DIR`: every recipe converted, checked and sealed, as users run it."""
     dist = tmp_path_factory.mktemp("dist")
     run = subprocess.run(
         [sys.executable, "-m", "converter", "build", "--dist", str(dist)], capture_output=True, text=True

@@ -36,7 +36,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_default_build_converts_and_checks_every_recipe(published_run):
     result, out = published_run.run, published_run.folder
     assert result.returncode == 0, result.stderr
-    assert leftovers(out.parent) == ["segmentation"]
+    assert leftovers(out.parent) == ["segmentation", "segmentation-3.0"]
     assert leftovers(out) == ["README.md", "checks.json", "config.json", "manifest.json", "model.safetensors"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checks"]["passed"] is True
@@ -46,6 +46,27 @@ def test_default_build_converts_and_checks_every_recipe(published_run):
     assert f"{out}: 31 tensors" in result.stdout and "checks passed" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["frames"]["step_samples"] == 270 and config["frames"]["receptive_field_size"] == 991
+
+
+@pytest.mark.slow
+def test_default_build_converts_segmentation_3(published_run):
+    """The genuine pyannote/segmentation-3.0 (powerset) recipe: every check passes against pyannote.audio,
+    its pipeline included, and its card says what it is."""
+    from huggingface_hub import ModelCard
+
+    from checks.report import CheckReport
+
+    out = published_run.folder.parent / "segmentation-3.0"
+    report = CheckReport.model_validate_json((out / "checks.json").read_text())
+    assert report.passed and report.reference == "pyannote.audio" and len(report.pipeline) == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["sha256"] == "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298"
+    speech = [c.output for c in report.full_model if c.input.startswith("speech")]
+    assert len(speech) == 3 and all(o.max_abs_vs_float64 <= o.tolerance for o in speech)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "pyannote/segmentation-3.0" and card.data.license == "mit"
+    assert "powerset, 7 classes (at most 2 speakers at once)" in card.text and "10 s at 16000 Hz" in card.text
+    assert 'mlx_segmentation.load("mlx-community/pyannote-segmentation-3.0")' in card.text and "Plaquet23" in card.text
 
 
 def test_manifest_records_every_tensor(fixture_checkpoints, tmp_path):
@@ -261,7 +282,7 @@ def test_a_source_that_differs_from_its_recipe_is_refused(field, real_checkpoint
     from converter.recipe import load_recipes
     from converter.sources import verify_source
 
-    (recipe,) = load_recipes()
+    (recipe,) = [r for r in load_recipes() if r.name == "segmentation"]
     assert verify_source(real_checkpoint, recipe) == real_checkpoint
     wrong = recipe.source.size + 1 if field == "size" else "0" * 64
     edited = recipe.model_copy(update={"source": recipe.source.model_copy(update={field: wrong})})

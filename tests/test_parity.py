@@ -21,9 +21,10 @@ from checks.audio import speech_chunks
 from converter.families import model_config
 from converter.reader import read_checkpoint
 
-# The real model and the smallest fixture in the fast tier; the two larger fixtures in the slow one.
+# The two real models and the smallest fixture in the fast tier; the two larger fixtures in the slow one.
 NAMES = [
     "segmentation-2022",
+    "segmentation-3.0",
     pytest.param("powerset", marks=pytest.mark.slow),
     pytest.param("per-layer", marks=pytest.mark.slow),
     "unidirectional",
@@ -51,7 +52,7 @@ def outputs(request, checkpoints, converted):
 def test_shapes_match_pyannote(outputs):
     name, spec, ours, ref32, _ = outputs
     assert ours.shape == ref32.shape
-    assert ours.shape[-1] == (7 if name == "powerset" else len(spec.classes))
+    assert ours.shape[-1] == (7 if name in ("powerset", "segmentation-3.0") else len(spec.classes))
 
 
 def test_exactness_against_float64(outputs):

@@ -15,6 +15,7 @@ from converter.reader import read_checkpoint
 # Two small fixtures in the fast tier (the float64 LSTM of the 4-layer models takes a minute each).
 NAMES = [
     pytest.param("segmentation-2022", marks=pytest.mark.slow),
+    pytest.param("segmentation-3.0", marks=pytest.mark.slow),
     pytest.param("powerset", marks=pytest.mark.slow),
     "per-layer",
     "unidirectional",
