@@ -42,6 +42,8 @@ def _open_file(path: Path, sample_rate: int) -> AudioSource:
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        if not path.exists():
+            raise AudioError(f"{path}: no such file") from None
         raise AudioError(f"{path}: cannot read audio ({error})") from None
     if info.frames == 0:
         raise AudioError(f"{path}: the file holds no audio")

@@ -69,7 +69,7 @@ class Specifications(BaseModel):
     @property
     def num_powerset_classes(self) -> int:
         """Subsets of at most `powerset_max_classes` speakers, the empty set included."""
-        assert self.powerset_max_classes is not None
+        self._require_powerset()
         return sum(comb(len(self.classes), k) for k in range(self.powerset_max_classes + 1))
 
     @property
@@ -83,12 +83,16 @@ class Specifications(BaseModel):
 
     def powerset_classes(self) -> list[tuple[int, ...]]:
         """Speaker indices of each powerset class, in pyannote's `Powerset` order."""
-        assert self.powerset_max_classes is not None
+        self._require_powerset()
         return [
             subset
             for size in range(self.powerset_max_classes + 1)
             for subset in combinations(range(len(self.classes)), size)
         ]
+
+    def _require_powerset(self) -> None:
+        if self.powerset_max_classes is None:
+            raise ValueError(f"a {self.problem.lower()} model has no powerset classes: its outputs are per speaker")
 
     def powerset_mapping(self) -> np.ndarray:
         """(powerset classes, speakers) 0/1 matrix: row k marks the speakers of class k, as pyannote's

@@ -38,3 +38,7 @@ class Region:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    def __repr__(self) -> str:
+        """Rounded to the microsecond (pyannote.core's segment precision); the fields keep every digit."""
+        return f"Region(start={round(self.start, 6)!r}, end={round(self.end, 6)!r})"

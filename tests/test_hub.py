@@ -237,7 +237,10 @@ def test_build_push_publishes_every_recipe_to_its_repo(monkeypatch, folder, tmp_
     monkeypatch.setattr(cli, "cached_source", lambda recipe: folder / "model.safetensors")
     monkeypatch.setattr(cli, "push", lambda out, repo, **kw: pushed.append((out, repo)))
     assert cli.main(["build", "--push", "--dist", str(tmp_path / "dist")]) == 0
-    assert pushed == [(folder, "mlx-community/pyannote-segmentation")]
+    assert pushed == [
+        (folder, "mlx-community/pyannote-segmentation-3.0"),
+        (folder, "mlx-community/pyannote-segmentation"),
+    ]
 
 
 # Loading by repo id, from a Hub cache laid out as huggingface_hub lays it out.

@@ -395,3 +395,15 @@ def test_an_embedding_model_is_named_as_such(fixture_checkpoints, tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1, run.stderr
     assert "holds a speaker-embedding model; speech detection needs a segmentation model" in errors[0]
+
+
+def test_small_frictions_have_clear_answers(converted, tmp_path):
+    """A multilabel model asked for powerset classes, a region's repr, a missing audio file (issue #13)."""
+    from mlx_segmentation.timeline import Region
+
+    multilabel = mlx_segmentation.load(converted["segmentation-2022"]).specifications
+    with pytest.raises(ValueError, match="multi_label_classification model has no powerset classes"):
+        multilabel.powerset_classes()
+    assert repr(Region(6.730343750000001, 7.17)) == "Region(start=6.730344, end=7.17)"
+    with pytest.raises(AudioError, match="nowhere.wav: no such file"):
+        open_audio(tmp_path / "nowhere.wav", 16000)
