@@ -14,7 +14,7 @@ import numpy as np
 import mlx_segmentation
 from mlx_segmentation.binarize import default_speech_params
 from mlx_segmentation.config import Specifications
-from mlx_segmentation.manifest import MANIFEST_FILE, Manifest, sha256_file
+from mlx_segmentation.manifest import MANIFEST_FILE, Manifest
 from mlx_segmentation.pyannet import PyanNet
 from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
@@ -52,7 +52,7 @@ def run_checks(
         model_folder=label or str(folder),
         dtype=manifest.dtype,
         source_sha256=source.sha256,
-        weights_sha256=sha256_file(folder / manifest.weights_file),
+        weights_sha256=manifest.weights_sha256,  # `load` just hashed the weights it read against this
         gates=gates,
         versions=environment_versions(),
         platform=platform.platform(),

@@ -99,7 +99,8 @@ def push(
     folder resealed before the upload. `dry_run` shows (on stdout) the files and the card that would be sent.
     """
     entries = verify_for_publishing(folder)
-    card = retargeted_card(folder, repo_id)
+    original = (folder / CARD_FILE).read_text()
+    card = retargeted_card(original, repo_id)
     if dry_run:
         show(
             f"dry run: would upload to {repo_id}"
@@ -108,11 +109,11 @@ def push(
         )
         for entry in entries:
             show(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
-        if card != (folder / CARD_FILE).read_text():
+        if card != original:
             show(f"(the card will name {repo_id}: {CARD_FILE} rewritten and the folder resealed before the upload)")
         show(card)
         return None
-    if card != (folder / CARD_FILE).read_text():
+    if card != original:
         (folder / CARD_FILE).write_text(card)
         seal(folder)
         entries = verify_for_publishing(folder)
@@ -140,9 +141,8 @@ def push(
     return url
 
 
-def retargeted_card(folder: Path, repo_id: str) -> str:
+def retargeted_card(text: str, repo_id: str) -> str:
     """The card's text with the name it was rendered for (title, `load(...)`, `--model`) replaced by `repo_id`."""
-    text = (folder / CARD_FILE).read_text()
     old = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), None)
     if old is None or old == repo_id:
         return text
