@@ -143,7 +143,8 @@ def parity_checker(
         import torch  # noqa: F401
     except ImportError:
         raise ConverterError(
-            "the parity checks need torch: pip install 'mlx-segmentation[reference]', or pass --no-checks"
+            "the parity checks need torch: pip install '.[convert]' in a clone of the repository "
+            "(torch and pyannote.audio, their reference), or pass --no-checks"
         ) from None
     from checks.gates import gates_for
     from checks.run import ChecksError, run_checks

@@ -1,4 +1,4 @@
-"""`python -m mlx_segmentation AUDIO --model PATH`: speech regions of a recording, as RTTM."""
+"""`python -m mlx_segmentation AUDIO [--model PATH]`: speech regions of a recording, as RTTM."""
 
 from __future__ import annotations
 
@@ -6,39 +6,89 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from .audio import AudioError
-from .binarize import BinarizeParams, default_speech_params
-from .families import family
+from .binarize import MULTILABEL_SPEECH, POWERSET_SPEECH, BinarizeParams, default_speech_params
+from .config import Specifications
+from .families import CONFIG, family
 from .loading import ModelLoadError, load
+from .manifest import CONFIG_FILE
 from .pyannet import PyanNet
 from .speech import detect_speech
 from .windows import default_step, expected_windows
 
 PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than this
+DEFAULT_MODEL = Path("dist/segmentation-3.0")  # where `python -m converter build` writes the main recipe
+THRESHOLDS = ("onset", "offset", "min-duration-on", "min-duration-off")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line; its help shows the defaults of the model `argv` names (else of the default model)."""
+    model = _model_option(argv) or str(DEFAULT_MODEL)
+    defaults = _defaults_help(model, _local_specifications(model))
     p = argparse.ArgumentParser(prog="python -m mlx_segmentation", description=__doc__)
     p.add_argument(
         "audio", type=Path, help="a recording in any format soundfile reads (wav, flac, ogg, ...), any sample rate"
     )
-    p.add_argument("--model", required=True, help="a converted model folder")
+    p.add_argument(
+        "--model",
+        help="a converted model folder, or a Hugging Face Hub repo id ORG/NAME "
+        f"(default: {DEFAULT_MODEL}, which `python -m converter build` writes)",
+    )
     p.add_argument("--rttm", type=Path, help="write speech regions here (default: stdout)")
     p.add_argument("--scores", type=Path, help="write the aggregated speech scores here (.npz)")
-    p.add_argument("--step", type=float, help="seconds between windows (default: pyannote's for the model)")
+    p.add_argument("--step", type=float, help=f"seconds between windows ({defaults['step']})")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    for name in ("onset", "offset", "min-duration-on", "min-duration-off"):
-        p.add_argument(f"--{name}", type=float, help="speech detection parameter (default: pyannote's for this model)")
+    for name in THRESHOLDS:
+        p.add_argument(f"--{name}", type=float, help=f"speech detection parameter ({defaults[name]})")
     return p
 
 
+def _model_option(argv: Sequence[str] | None) -> str | None:
+    """The value of `--model` in `argv`, if it has one."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--model")
+    try:
+        return pre.parse_known_args(argv)[0].model
+    except argparse.ArgumentError:  # `--model` without a value: the real parser says so
+        return None
+
+
+def _local_specifications(model: str) -> Specifications | None:
+    """A local model folder's segmentation specifications, from its config.json alone; None if not readable."""
+    try:
+        config = CONFIG.validate_json((Path(model) / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError):  # no such folder (a Hub repo id, say), or not a valid config
+        return None
+    return getattr(config, "specifications", None)  # embedding models have none
+
+
+def _defaults_help(model: str, spec: Specifications | None) -> dict[str, str]:
+    """What the help says of each option's default: the model's own, or pyannote's rule if it cannot be read."""
+    if spec is not None:
+        values = {"step": default_step(spec), **_by_option(default_speech_params(spec))}
+        shown = model.replace("%", "%%")  # argparse %-formats help
+        return {name: f"default for {shown}: {value:g}" for name, value in values.items()}
+    multilabel, powerset = _by_option(MULTILABEL_SPEECH), _by_option(POWERSET_SPEECH)
+    rule = {
+        name: f"default: pyannote's for the model, {multilabel[name]:g} for pyannote/segmentation, "
+        f"{powerset[name]:g} for powerset models"
+        for name in THRESHOLDS
+    }
+    return {"step": "default: pyannote's for the model, 10%% of its window unless it has a warm-up", **rule}
+
+
+def _by_option(params: BinarizeParams) -> dict[str, float]:
+    return {key.replace("_", "-"): value for key, value in params.model_dump().items()}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser(argv).parse_args(argv)
     try:
         for path in (args.rttm, args.scores):
             check_output_file(path)
@@ -46,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--batch-size must be at least 1")
         if args.step is not None and not (math.isfinite(args.step) and args.step > 0):
             raise ValueError(f"--step must be a positive number of seconds, got {args.step}")
-        model = load(args.model)
+        chosen = _chosen_model(args.model)
+        model = load(chosen)
         task = family(model.config).task
         if task != "segmentation":
-            raise ValueError(f"{args.model} holds a speaker-{task} model; speech detection needs a segmentation model")
+            raise ValueError(f"{chosen} holds a speaker-{task} model; speech detection needs a segmentation model")
         params = speech_params(args, model)
         step = args.step or default_step(model.specifications)
         expected = _expected_windows(args.audio, model, step)
@@ -74,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     seconds = result.segmentation.num_samples / model.config.sample_rate
     print(f"{len(result.regions)} speech regions, {speech:.1f} s of speech in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def _chosen_model(option: str | None) -> str | Path:
+    """`--model`, else the default folder, which must exist (as a Path, never taken for a Hub repo id)."""
+    if option is not None:
+        return option
+    if not DEFAULT_MODEL.is_dir():
+        raise ValueError(
+            f"no model folder {DEFAULT_MODEL} here: run `python -m converter build` first, "
+            "or pass --model (a model folder or a Hub repo id ORG/NAME)"
+        )
+    return DEFAULT_MODEL
 
 
 def check_output_file(path: Path | None) -> None:

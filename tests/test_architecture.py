@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,36 @@ def test_one_row_per_family_in_every_layer():
         assert family.config.model_fields["model_type"].default == model_type
     union = CONFIG.json_schema()["discriminator"]["mapping"]
     assert set(union) == set(FAMILIES)
+
+
+RUNTIME_ONLY = """
+import os, sys
+from converter.cli import main as convert
+from mlx_segmentation.__main__ import main as speech
+
+checkpoint, out, audio = sys.argv[1:]
+assert convert(["build", "--no-checks", "--checkpoint", checkpoint, "--out", out]) == 0
+assert speech([audio, "--model", out, "--rttm", out + ".rttm"]) == 0
+print(sorted({name.split(".")[0] for name in sys.modules} & {"torch", "torchaudio", "pyannote", "lightning", "checks"}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_runtime_and_unchecked_builds_load_no_torch(tmp_path):
+    """What the runtime install runs (`build --no-checks`, the speech CLI) loads no torch or pyannote at run time."""
+    from forge import small_pyannet
+
+    from checks.audio import sample_wav
+
+    checkpoint = small_pyannet().write(tmp_path / "small.ckpt")
+    run = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY, str(checkpoint), str(tmp_path / "model"), str(sample_wav())],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "[]"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -407,3 +409,59 @@ def test_small_frictions_have_clear_answers(converted, tmp_path):
     assert repr(Region(6.730343750000001, 7.17)) == "Region(start=6.730344, end=7.17)"
     with pytest.raises(AudioError, match="nowhere.wav: no such file"):
         open_audio(tmp_path / "nowhere.wav", 16000)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The speech CLI of this checkout from any folder, with help lines wide enough not to wrap."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "COLUMNS": "1000", "PYTHONPATH": path}
+    command = [sys.executable, "-m", "mlx_segmentation", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def cli_help(*args: str, cwd: Path) -> str:
+    """`--help`'s text with runs of spaces collapsed (argparse pads options into columns)."""
+    run = run_cli("--help", *args, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    return " ".join(run.stdout.split())
+
+
+def test_default_model_is_dist_segmentation_3(converted, tmp_path):
+    """Without --model, the CLI runs the folder `python -m converter build` writes, relative to the current folder."""
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "segmentation-3.0").symlink_to(converted["segmentation-3.0"])
+    run = run_cli(str(sample_wav()), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines and all(line.startswith("SPEAKER sample 1 ") and " SPEECH " in line for line in lines)
+    assert run.stdout == run_cli(str(sample_wav()), "--model", str(converted["segmentation-3.0"])).stdout
+    help_text = cli_help(cwd=tmp_path)
+    assert "(default for dist/segmentation-3.0: 0.5)" in help_text  # --onset, from its config
+
+
+def test_missing_default_model_gets_one_clear_line(tmp_path):
+    run = run_cli(str(sample_wav()), cwd=tmp_path)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and run.stdout == "", run.stderr
+    assert "no model folder dist/segmentation-3.0 here: run `python -m converter build` first" in errors[0]
+    assert "or pass --model" in errors[0]
+
+
+def test_help_shows_the_given_models_defaults(converted, tmp_path):
+    model = str(converted["segmentation-2022"])
+    help_text = cli_help("--model", model, cwd=tmp_path)
+    for option, value in [("onset", 0.767), ("offset", 0.377), ("min-duration-on", 0.136), ("min-duration-off", 0.067)]:
+        metavar = option.upper().replace("-", "_")
+        assert f"--{option} {metavar} speech detection parameter (default for {model}: {value})" in help_text
+    assert f"seconds between windows (default for {model}: 0.5)" in help_text
+    assert "Hugging Face Hub repo id ORG/NAME" in help_text and "default: dist/segmentation-3.0" in help_text
+
+
+def test_help_without_a_readable_model_states_pyannotes_rule(tmp_path):
+    """No default folder here, and a Hub repo id is not fetched for --help: pyannote's values per model kind."""
+    rule = "(default: pyannote's for the model, 0.767 for pyannote/segmentation, 0.5 for powerset models)"
+    for args in ([], ["--model", "pyannote/segmentation-3.0"]):
+        assert f"--onset ONSET speech detection parameter {rule}" in cli_help(*args, cwd=tmp_path)
