@@ -126,6 +126,9 @@ def test_build_passes_its_checks(wespeaker_build):
     inputs = [c["input"] for c in report["full_model"]]
     assert "speech 1 s" in inputs and "speech 10 s, 2 speakers' weights" in inputs
     assert all(c["min_cosine"] >= 0.9999 for c in report["full_model"])
+    steps = [line for line in run.stderr.splitlines() if line.startswith("check ")]
+    assert [line.split(":")[0] for line in steps] == [f"check {i}/5" for i in range(1, 6)], steps
+    assert "full-model check on 10 s of speech" in steps[3] and steps[4].startswith("check 5/5: ranking check")
 
 
 def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted, fixture_checkpoints):
