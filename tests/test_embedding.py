@@ -182,8 +182,9 @@ def test_references_are_pyannotes_from_pretrained(fixture_checkpoints, monkeypat
     config = model_config(source)
     built, name = reference.wespeaker_reference(source, config)
     assert name == "pyannote.audio" and type(built).__module__.startswith("pyannote.audio")
-    monkeypatch.setitem(sys.modules, "pyannote.audio.models.embedding", None)  # makes the import fail
-    own, name = reference.wespeaker_reference(source, config)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "pyannote.audio", None)  # makes `import pyannote.audio` fail
+        own, name = reference.wespeaker_reference(source, config)
     assert name.startswith("checks.torch_wespeaker") and type(own).__name__ == "TorchWeSpeakerResNet34"
     theirs = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()  # our own trusted fixture
     waveforms = torch.from_numpy(speech_segments(1.5, 2))[:, None]
