@@ -10,6 +10,7 @@ extracted, and load the same tensors with `strict=True`. Tests prove this equals
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,11 +32,21 @@ class Checkpoint(Protocol):
 
 def reference_model(source: Checkpoint, config: PyanNetConfig) -> tuple[torch.nn.Module, str]:
     """Genuine pyannote.audio when installed, else our torch PyanNet (tests prove the two equal)."""
-    try:
-        import pyannote.audio  # noqa: F401
-    except ImportError:
+    if not import_pyannote_audio():
         return own_torch_model(source, config), "checks.torch_pyannet (pyannote.audio not installed)"
     return pyannote_model(source, config), "pyannote.audio"
+
+
+def import_pyannote_audio() -> bool:
+    """Import pyannote.audio if installed, without its warning that torchcodec cannot decode audio files
+    (the checks hand it waveforms in memory); whether it is installed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly", category=UserWarning)
+        try:
+            import pyannote.audio  # noqa: F401
+        except ImportError:
+            return False
+    return True
 
 
 def own_torch_model(source: Checkpoint, config: PyanNetConfig) -> torch.nn.Module:
@@ -78,14 +89,14 @@ def pyannote_model(source: Checkpoint, config: PyanNetConfig) -> torch.nn.Module
 
 def wespeaker_reference(source: Checkpoint, config: WeSpeakerConfig) -> tuple[torch.nn.Module, str]:
     """pyannote.audio's WeSpeakerResNet34 if installed, else checks.torch_wespeaker (tests prove them bit-identical)."""
-    try:
-        from pyannote.audio.models.embedding import WeSpeakerResNet34
-    except ImportError:
+    if not import_pyannote_audio():
         from .torch_wespeaker import TorchWeSpeakerResNet34
 
         model = TorchWeSpeakerResNet34(config)
         name = "checks.torch_wespeaker (pyannote.audio not installed)"
     else:
+        from pyannote.audio.models.embedding import WeSpeakerResNet34
+
         f = config.fbank  # its other settings are fixed at WeSpeakerResNet34's values (see FbankConfig)
         model = WeSpeakerResNet34(
             sample_rate=config.sample_rate,

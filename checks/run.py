@@ -29,7 +29,7 @@ from .metrics import compare, decide, full_model_check, probabilities
 from .pipeline import pipeline_check
 from .reference import Checkpoint
 from .report import CheckReport, Drift, EmbeddingCheckReport, environment_versions
-from .signals import full_model_signals
+from .signals import Signal, full_model_signals
 
 COMPONENT_WINDOWS = 2  # windows of real speech through the component checks
 CONDITIONING_DRAWS = 4  # perturbed float64 runs measuring an input's conditioning, where 2e is not enough
@@ -71,17 +71,14 @@ def run_pyannet_checks(model: PyanNet, source: Checkpoint, gates: Gates, header:
     spec = config.specifications
     ref32, reference_name = reference.reference_model(source, config)
     ref64 = reference.as_float64(ref32)
+    components, full_model, drift_parts, pipeline = [], [], [], []
 
-    log(f"component checks on {COMPONENT_WINDOWS} windows of real speech")
-    speech = speech_chunks(spec.duration, config.sample_rate)[:COMPONENT_WINDOWS]
-    components = [
-        compare(c.name, c.ours, c.ref32, c.ref64, gates, relative_floor=True)
-        for c in component_outputs(model, ref32, ref64, speech)
-    ]
+    def check_components() -> None:
+        speech = speech_chunks(spec.duration, config.sample_rate)[:COMPONENT_WINDOWS]
+        for c in component_outputs(model, ref32, ref64, speech):
+            components.append(compare(c.name, c.ours, c.ref32, c.ref64, gates, relative_floor=True))
 
-    full_model, drift_parts = [], []
-    for signal in full_model_signals(model):
-        log(f"full-model check: {signal.name}")
+    def check_signal(signal: Signal) -> None:
         ours = np.array(model(mx.array(signal.waveforms)).astype(mx.float32)).astype(np.float64)
         out32, out64 = reference.run(ref32, signal.waveforms), reference.run(ref64, signal.waveforms)
         perturbed = partial(reference.perturbed_runs, ref64, signal.waveforms, CONDITIONING_DRAWS)
@@ -89,14 +86,20 @@ def run_pyannet_checks(model: PyanNet, source: Checkpoint, gates: Gates, header:
         if signal.name.startswith("speech"):
             drift_parts.append((ours, out32))
 
-    pipeline = []
-    if reference_name == "pyannote.audio":
-        log("pipeline check: speech detection on sample.wav against pyannote's VoiceActivityDetection")
+    def check_pipeline() -> None:
         waveform, _ = read_mono(sample_wav())
         truth = sample_wav().with_suffix(".rttm")
         pipeline.append(pipeline_check(model, ref32, waveform, "sample", default_speech_params(spec), truth))
+
+    steps = [(f"component checks on {COMPONENT_WINDOWS} windows of real speech", check_components)]
+    steps += [(f"full-model check on {s.name}", partial(check_signal, s)) for s in full_model_signals(model)]
+    if reference_name == "pyannote.audio":
+        steps.append(
+            ("pipeline check on sample.wav: speech detection against pyannote's VoiceActivityDetection", check_pipeline)
+        )
     else:
         log("pipeline check not run: it needs pyannote.audio's own VoiceActivityDetection")
+    run_steps(steps, log)
 
     first_failure = next((c.name for c in components if not c.passed), None)
     passed = all(c.passed for c in components + full_model + pipeline)
@@ -120,12 +123,13 @@ def run_wespeaker_checks(
     """Components on real speech, full-model embeddings with and without frame weights, and a ranking."""
     ref32, reference_name = reference.wespeaker_reference(source, model.config)
     ref64 = reference.as_float64(ref32)
-    log("embedding component checks on 2 segments of real speech")
-    components = component_checks(model, ref32, ref64, speech_segments(3.3, 2), gates)
-    full = []
+    components, full, rankings = [], [], []
     rng = np.random.default_rng(WEIGHT_SEED)
-    for seconds in EMBEDDING_LENGTHS:
-        log(f"full-model check: {seconds:g} s of speech, without and with frame weights")
+
+    def check_components() -> None:
+        components.extend(component_checks(model, ref32, ref64, speech_segments(3.3, 2), gates))
+
+    def check_length(seconds: float) -> None:
         waveforms = speech_segments(seconds, 2)
         full.append(embedding_check(f"speech {seconds:g} s", model, ref32, ref64, waveforms, None))
         frames = int(seconds * model.config.sample_rate) // 270  # a segmentation frame rate; pooling resizes them
@@ -133,8 +137,17 @@ def run_wespeaker_checks(
         full.append(
             embedding_check(f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights)
         )
-    log("ranking check on single-speaker segments of sample.wav")
-    ranking = ranking_check(model, ref32)
+
+    steps = [("embedding component checks on 2 segments of real speech", check_components)]
+    steps += [
+        (f"full-model check on {seconds:g} s of speech, without and with frame weights", partial(check_length, seconds))
+        for seconds in EMBEDDING_LENGTHS
+    ]
+    steps.append(
+        ("ranking check on single-speaker segments of sample.wav", lambda: rankings.append(ranking_check(model, ref32)))
+    )
+    run_steps(steps, log)
+    (ranking,) = rankings
     first_failure = next((c.name for c in components if not c.passed), None)
     passed = all(c.passed for c in components) and all(c.passed for c in full) and ranking.passed
     if not passed and first_failure is None:
@@ -148,6 +161,13 @@ def run_wespeaker_checks(
         full_model=full,
         ranking=ranking,
     )
+
+
+def run_steps(steps: list[tuple[str, Callable[[], None]]], log: Callable[[str], None]) -> None:
+    """Run the steps in order, each announced with its place: "check 3/14: full-model check on speech[1]"."""
+    for number, (description, step) in enumerate(steps, 1):
+        log(f"check {number}/{len(steps)}: {description}")
+        step()
 
 
 def _drift(parts: list[tuple[np.ndarray, np.ndarray]], spec: Specifications) -> Drift:

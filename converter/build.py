@@ -43,11 +43,12 @@ Checker = Callable[[Path, SourceCheckpoint], Report]  # (the written model folde
 class BuildResult:
     out: Path
     manifest: Manifest
-    report: Report | None  # None: not checked
+    report: Report | None  # None: not checked by this build (--no-checks, or the folder was up to date)
 
     @property
     def checks_passed(self) -> bool | None:
-        return None if self.report is None else self.report.passed
+        """As the manifest records: None if the checks never ran on this model."""
+        return None if self.manifest.checks is None else self.manifest.checks.passed
 
 
 def build(

@@ -26,7 +26,8 @@ from .publish import push
 from .reader import read_checkpoint
 from .recipe import RECIPES_DIR, Recipe, load_recipe, load_recipes
 from .sources import cached_source, fetch_source
-from .writer import DTYPES, check_output, record_checks, seal
+from .uptodate import current_build, source_sha256
+from .writer import DTYPES, check_output, check_output_path, record_checks, seal
 
 
 def log(message: str) -> None:
@@ -205,29 +206,35 @@ def _build(args: argparse.Namespace) -> int:
         if args.license or args.base_model:
             raise ConverterError("--license and --base-model describe a --checkpoint build (recipes give their own)")
         jobs = [(cached_source(r), args.dist / r.name, args.dtype or r.dtype, r) for r in load_recipes(args.recipes)]
-    for checkpoint, out, dtype, recipe in jobs:  # every output path and every check's gates, before any work
-        check_output(out, args.force, protected=[checkpoint])
-        if not args.no_checks:
-            parity_checker(dtype, recipe.gates if recipe else None, label=str(out))
-    for checkpoint, _, _, recipe in jobs:
-        if recipe is not None and not checkpoint.is_file():
+    # Every output path and every check's gates, before any work; outputs that hold their build already are skipped.
+    current = [None if args.force else _current_build(*job) for job in jobs]
+    for (checkpoint, out, dtype, recipe), manifest in zip(jobs, current):
+        if manifest is None:
+            check_output(out, args.force, protected=[checkpoint])
+            if not args.no_checks:
+                parity_checker(dtype, recipe.gates if recipe else None, label=str(out))
+    for (checkpoint, _, _, recipe), manifest in zip(jobs, current):
+        if manifest is None and recipe is not None and not checkpoint.is_file():
             fetch_source(recipe, log=log)
 
     card = CardInfo(license=args.license, base_model=args.base_model)
     results = [
-        build_and_check(
+        BuildResult(out, manifest, report=None)
+        if manifest is not None
+        else build_and_check(
             checkpoint, out, force=args.force, dtype=dtype, recipe=recipe, card=card, run_checks=not args.no_checks
         )
-        for checkpoint, out, dtype, recipe in jobs
+        for (checkpoint, out, dtype, recipe), manifest in zip(jobs, current)
     ]
     for result in results:
         if result.report is not None:
             print(f"{result.out}\n{result.report.table()}")
-        parameters = sum(math.prod(t.shape) for t in result.manifest.tensors.values())
-        summary = "not run" if result.report is None else result.report.summary()
+        manifest = result.manifest
+        parameters = sum(math.prod(t.shape) for t in manifest.tensors.values())
+        summary = "not run" if manifest.checks is None else manifest.checks.summary
         print(
-            f"{result.out}: {len(result.manifest.tensors)} tensors, {parameters:,} parameters, "
-            f"{result.manifest.dtype}, source sha256 {result.manifest.source.sha256[:12]}; checks {summary}"
+            f"{result.out}: {len(manifest.tensors)} tensors, {parameters:,} parameters, "
+            f"{manifest.dtype}, source sha256 {manifest.source.sha256[:12]}; checks {summary}"
         )
     if not all(r.checks_passed is not False for r in results):
         return 1
@@ -235,3 +242,16 @@ def _build(args: argparse.Namespace) -> int:
         for result, (_, _, _, recipe) in zip(results, jobs):
             push(result.out, recipe.target_repo, log=log)
     return 0
+
+
+def _current_build(checkpoint: Path, out: Path, dtype: str, recipe: Recipe | None) -> Manifest | None:
+    """The manifest of `out` if it holds this build already (said on stdout); None if there is no such folder."""
+    if not check_output_path(out, protected=[checkpoint]).is_dir():
+        return None
+    sha256 = recipe.source.sha256 if recipe else source_sha256(checkpoint)
+    manifest = current_build(out, sha256, dtype)
+    print(
+        f"{out} is up to date (source sha256 {sha256[:12]}, converter {manifest.converter_version}, checks passed)",
+        flush=True,
+    )
+    return manifest

@@ -40,6 +40,19 @@ DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
 def check_output(out: Path, force: bool, protected: Sequence[Path] = ()) -> Path:
     """Refuse, before any work, an output folder that cannot or must not be written; return it absolute."""
+    out = check_output_path(out, protected)
+    if out.exists() and not force:
+        raise OutputError(f"{out} already exists: pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    ancestor = next(parent for parent in out.parents if parent.exists())
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: cannot create it in {ancestor} (not a writable folder)")
+    return out
+
+
+def check_output_path(out: Path, protected: Sequence[Path] = ()) -> Path:
+    """Refuse an output path that must never be written, whatever it holds; return it absolute."""
     for path in (out, *protected):
         try:
             os.fsencode(path).decode("utf-8")
@@ -54,13 +67,6 @@ def check_output(out: Path, force: bool, protected: Sequence[Path] = ()) -> Path
     for path in protected:
         if out in Path(os.path.abspath(path)).parents:
             raise OutputError(f"{out} holds {path}, which the build reads: choose another output folder")
-    if out.exists() and not force:
-        raise OutputError(f"{out} already exists: pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
-    ancestor = next(parent for parent in out.parents if parent.exists())
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: cannot create it in {ancestor} (not a writable folder)")
     return out
 
 

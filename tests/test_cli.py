@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,23 @@ def test_default_build_converts_segmentation_3(published_run):
     assert 'mlx_segmentation.load("mlx-community/pyannote-segmentation-3.0")' in card.text and "Plaquet23" in card.text
 
 
+@pytest.mark.slow
+def test_a_second_default_build_is_up_to_date(published_run):
+    """Building again into the same dist skips both recipes at once (no conversion, no checks), touching nothing."""
+    dist = published_run.folder.parent
+    before = {p: p.stat().st_mtime_ns for p in dist.rglob("*")}
+    start = time.monotonic()
+    result = converter("build", "--dist", str(dist))
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    for name in ("segmentation", "segmentation-3.0"):
+        assert f"{dist / name} is up to date (source sha256 " in result.stdout
+    assert f"{dist / 'segmentation'}: 31 tensors" in result.stdout and "checks passed" in result.stdout
+    assert "reading" not in result.stderr and "check 1/" not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in dist.rglob("*")} == before
+    assert elapsed < 60, elapsed  # the checks alone take minutes
+
+
 def test_manifest_records_every_tensor(fixture_checkpoints, tmp_path):
     result = build(fixture_checkpoints["per-layer"], tmp_path / "m", log=lambda m: None)
     manifest = result.manifest
@@ -97,7 +115,7 @@ def test_existing_output_needs_force(fixture_checkpoints, tmp_path):
     result = converter(
         "build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks"
     )
-    assert_one_line_error(result, "already exists", "--force")
+    assert_one_line_error(result, "exists and is not a model folder (no manifest.json)", "--force")
     assert leftovers(out) == ["keep.txt"]
     result = converter(
         "build", "--checkpoint", str(fixture_checkpoints["unidirectional"]), "--out", str(out), "--no-checks", "--force"
@@ -272,7 +290,7 @@ def test_every_recipe_output_is_checked_before_the_first_build(tmp_path):
         )
     (tmp_path / "dist" / "b").mkdir(parents=True)
     result = converter("build", "--recipes", str(recipes), "--dist", str(tmp_path / "dist"), "--no-checks")
-    assert_one_line_error(result, "b already exists")
+    assert_one_line_error(result, "b exists and is not a model folder")
     assert leftovers(tmp_path / "dist") == ["b"]
 
 

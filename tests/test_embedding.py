@@ -126,6 +126,9 @@ def test_build_passes_its_checks(wespeaker_build):
     inputs = [c["input"] for c in report["full_model"]]
     assert "speech 1 s" in inputs and "speech 10 s, 2 speakers' weights" in inputs
     assert all(c["min_cosine"] >= 0.9999 for c in report["full_model"])
+    steps = [line for line in run.stderr.splitlines() if line.startswith("check ")]
+    assert [line.split(":")[0] for line in steps] == [f"check {i}/5" for i in range(1, 6)], steps
+    assert "full-model check on 10 s of speech" in steps[3] and steps[4].startswith("check 5/5: ranking check")
 
 
 def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted, fixture_checkpoints):
@@ -179,8 +182,9 @@ def test_references_are_pyannotes_from_pretrained(fixture_checkpoints, monkeypat
     config = model_config(source)
     built, name = reference.wespeaker_reference(source, config)
     assert name == "pyannote.audio" and type(built).__module__.startswith("pyannote.audio")
-    monkeypatch.setitem(sys.modules, "pyannote.audio.models.embedding", None)  # makes the import fail
-    own, name = reference.wespeaker_reference(source, config)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "pyannote.audio", None)  # makes `import pyannote.audio` fail
+        own, name = reference.wespeaker_reference(source, config)
     assert name.startswith("checks.torch_wespeaker") and type(own).__name__ == "TorchWeSpeakerResNet34"
     theirs = Model.from_pretrained(fixture_checkpoints["wespeaker"]).eval()  # our own trusted fixture
     waveforms = torch.from_numpy(speech_segments(1.5, 2))[:, None]
