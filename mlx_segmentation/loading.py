@@ -29,7 +29,10 @@ def load(path_or_repo: str | Path, *, revision: str | None = None) -> nn.Module:
     if not folder.is_dir():
         if isinstance(path_or_repo, Path) or not _looks_like_repo_id(str(path_or_repo)):
             raise ModelLoadError(f"{folder}: no such model folder")
-        folder = download(str(path_or_repo), revision=revision)
+        try:
+            folder = download(str(path_or_repo), revision=revision)
+        except ModelLoadError as error:
+            raise ModelLoadError(f"no model folder {folder} here, nor on the Hub: {error}") from None
     verified = verify_folder(folder)
     config, weights = verified.config, verified.weights
     model = build_model(config)

@@ -306,6 +306,7 @@ def test_repo_not_in_the_cache_offline_is_a_clear_error(tmp_path):
     (tmp_path / "hub").mkdir()
     run = load_offline(tmp_path / "hub", "org/absent")
     assert run.returncode != 0 and "org/absent: not in the local Hub cache" in run.stderr
+    assert "no model folder org/absent here, nor on the Hub" in run.stderr
 
 
 def test_checkpoint_build_card_takes_license_and_base_model(tmp_path):
