@@ -204,16 +204,19 @@ AGGLOMERATIVE_BOUNDS = {
 }
 
 
+@pytest.mark.parametrize("constrained", [False, True], ids=["argmax", "constrained"])
 @pytest.mark.parametrize("bounds", AGGLOMERATIVE_BOUNDS.values(), ids=AGGLOMERATIVE_BOUNDS)
-def test_agglomerative_clustering_equals_pyannote(talk, bounds, capsys):
+def test_agglomerative_clustering_equals_pyannote(talk, bounds, constrained, capsys):
     """Equal clusters, and our warning where pyannote prints that no cut meets the bounds."""
     num_clusters, min_clusters, max_clusters = bounds
-    theirs_ = their_clustering.AgglomerativeClustering(metric="cosine").instantiate(AGGLOMERATIVE_3_1)
+    clustering = their_clustering.AgglomerativeClustering(metric="cosine", constrained_assignment=constrained)
+    theirs_ = clustering.instantiate(AGGLOMERATIVE_3_1)
     expected = theirs_(talk.embeddings.copy(), talk.segmentations(), num_clusters, min_clusters, max_clusters)
     printed = capsys.readouterr().out.strip()
+    ours = AgglomerativeClustering(**AGGLOMERATIVE_3_1, constrained_assignment=constrained)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ours = AgglomerativeClustering(**AGGLOMERATIVE_3_1)(talk.embeddings, talk.binarized, *bounds)
+        ours = ours(talk.embeddings, talk.binarized, *bounds)
     assert_same_clusters(ours, expected)
     assert [str(w.message) for w in caught] == ([printed] if printed else [])
     if bounds == (None, None, None):
