@@ -186,14 +186,18 @@ class OverlapAdd:
             self.covered[first:last] = np.maximum(self.covered[first:last], mask)
             self.num_windows += 1
 
-    def result(self, missing: float = np.nan, end: float | None = None) -> np.ndarray:
-        """(frames, num_columns) averages, `missing` where no window had a value; frames after `end` seconds
-        (a padded last window's zeros) cropped as `SlidingWindowFeature.crop(Segment(0, end), mode="loose")`."""
+    def result(self, missing: float = np.nan, end: float | None = None, *, skip_average: bool = False) -> np.ndarray:
+        """(frames, num_columns) averages (sums if `skip_average`), `missing` where no window had a value; frames
+        after `end` seconds (a padded last window's zeros) cropped as `SlidingWindowFeature.crop(Segment(0, end),
+        mode="loose")`."""
         chunks = self.chunks
         last_end = chunks.start + chunks.duration + (self.num_windows - 1) * chunks.step + 0.5 * self.frames.duration
         num_frames = self.frames.closest_frame(last_end) + 1
         self._grow(num_frames)
-        average = self.sums[:num_frames] / np.maximum(self.counts[:num_frames], EPSILON)
+        if skip_average:
+            average = self.sums[:num_frames].copy()
+        else:
+            average = self.sums[:num_frames] / np.maximum(self.counts[:num_frames], EPSILON)
         average[self.covered[:num_frames] == 0.0] = missing
         if end is not None:
             keep = int(np.floor((end - self.frames.start) / self.frames.step)) + 1

@@ -203,7 +203,7 @@ def test_default_step_is_pyannotes(warm_up, models):
 @pytest.mark.parametrize("step", [0.5, 0.37])
 def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
     """Several columns, NaN (missing) frames and whole windows, added in uneven batches: bit for bit
-    `Inference.aggregate`, and the padding cropped as `SlidingWindowFeature.crop`."""
+    `Inference.aggregate` (averages and sums), and the padding cropped as `SlidingWindowFeature.crop`."""
     from pyannote.audio import Inference
     from pyannote.core import Segment, SlidingWindowFeature
     from pyannote.core import SlidingWindow as PyannoteWindow
@@ -231,6 +231,15 @@ def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
             missing=missing,
         )
         np.testing.assert_array_equal(overlap_add.result(missing), theirs.data)
+        sums = Inference.aggregate(
+            SlidingWindowFeature(scores.copy(), pyannote_chunks),
+            pyannote_frames,
+            warm_up=warm_up,
+            hamming=hamming,
+            missing=missing,
+            skip_average=True,
+        )
+        np.testing.assert_array_equal(overlap_add.result(missing, skip_average=True), sums.data)
         cropped = theirs.crop(Segment(0.0, end), mode="loose")
         np.testing.assert_array_equal(overlap_add.result(missing, end=end), cropped)
         assert len(cropped) < len(theirs.data)
