@@ -22,6 +22,7 @@ from .build import BuildResult, Checker, build
 from .card import CardInfo
 from .errors import ConverterError
 from .families import model_config
+from .pipeline_build import build_pipeline
 from .publish import push
 from .reader import read_checkpoint
 from .recipe import RECIPES_DIR, Recipe, load_recipe, load_recipes
@@ -43,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         help="a pyannote.audio checkpoint: PyanNet or WeSpeakerResNet34 (default: every recipe)",
+    )
+    build_verb.add_argument(
+        "--pipeline",
+        type=Path,
+        help="a pyannote speaker-diarization pipeline folder (config.yaml and the files it names); needs --out",
     )
     build_verb.add_argument("--out", type=Path, help="output folder (default: dist/<recipe name>)")
     build_verb.add_argument("--recipes", type=Path, default=RECIPES_DIR, help="folder of recipes (default: models/)")
@@ -194,6 +200,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if args.pipeline is not None:
+        return _build_pipeline(args)
     if args.push and (args.checkpoint is not None or args.no_checks):
         raise ConverterError("--push publishes recipe builds, with their checks: drop --checkpoint and --no-checks")
     if args.checkpoint is not None:
@@ -242,6 +250,28 @@ def _build(args: argparse.Namespace) -> int:
         for result, (_, _, _, recipe) in zip(results, jobs):
             push(result.out, recipe.target_repo, log=log)
     return 0
+
+
+def _build_pipeline(args: argparse.Namespace) -> int:
+    """`build --pipeline DIR --out OUT`: the two models (parity-checked unless --no-checks), the PLDA and parameters."""
+    if args.checkpoint is not None or args.push or args.license or args.base_model:
+        raise ConverterError("--pipeline takes --out, --dtype, --force and --no-checks only")
+    if args.out is None:
+        raise ConverterError("--pipeline needs --out DIR")
+    dtype = args.dtype or "float32"
+    check_output(args.out, args.force, protected=[args.pipeline])
+    check = None if args.no_checks else parity_checker(dtype, None, label=str(args.out))
+    result = build_pipeline(args.pipeline, args.out, force=args.force, dtype=dtype, check=check, log=log)
+    models = [result.segmentation, result.embedding]
+    for model in models:
+        if model.report is not None:
+            print(f"{result.out}/{model.out.name}\n{model.report.table()}")
+    checks = "not run" if result.manifest.checks is None else result.manifest.checks.summary
+    print(f"{result.out}: {len(result.manifest.source.files)} source files converted; pipeline checks {checks}")
+    passed = [m.checks_passed for m in models] + [
+        None if result.manifest.checks is None else result.manifest.checks.passed
+    ]
+    return 1 if False in passed else 0
 
 
 def _current_build(checkpoint: Path, out: Path, dtype: str, recipe: Recipe | None) -> Manifest | None:

@@ -9,8 +9,18 @@ os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .loading import ModelLoadError, load
+from .pipeline_loading import load_pipeline
 from .pyannet import PyanNet
 
 __version__ = "0.1.0"
 
-__all__ = ["FrameTiming", "ModelLoadError", "PyanNet", "PyanNetConfig", "Specifications", "load", "__version__"]
+__all__ = [
+    "FrameTiming",
+    "ModelLoadError",
+    "PyanNet",
+    "PyanNetConfig",
+    "Specifications",
+    "load",
+    "load_pipeline",
+    "__version__",
+]

@@ -68,8 +68,8 @@ def verify_folder(folder: Path) -> VerifiedFolder:
     return VerifiedFolder(manifest, config, weights)
 
 
-def download(repo_id: str, revision: str | None = None) -> Path:
-    """The files a model needs, from the Hub into the standard Hub cache (or from that cache offline)."""
+def download(repo_id: str, revision: str | None = None, files: list[str] = MODEL_FILES) -> Path:
+    """The files a model needs (or `files`), from the Hub into the standard Hub cache (or from that cache offline)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -80,7 +80,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
     where = f"{repo_id}" + (f" (revision {revision})" if revision else "")
     try:
-        snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
+        snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
     except RepositoryNotFoundError:
         raise ModelLoadError(f"{where}: no such model on the Hub (or it is private and no token was given)") from None
     except RevisionNotFoundError:
@@ -89,7 +89,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise ModelLoadError(f"{where}: not in the local Hub cache, and the Hub cannot be reached (offline?)") from None
     except (HfHubHTTPError, OSError) as error:
         raise ModelLoadError(f"{where}: download failed ({str(error).splitlines()[0]})") from None
-    missing = [name for name in MODEL_FILES if not (snapshot / name).is_file()]
+    missing = [name for name in files if not (snapshot / name).is_file()]
     if missing:
         raise ModelLoadError(f"{where}: the repo has no {', '.join(missing)}")
     return snapshot

@@ -1,0 +1,288 @@
+"""`python -m converter build --pipeline`: pyannote speaker-diarization folders to sealed MLX pipeline folders,
+and `load_pipeline_parts` verifying them (issue #14)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_diarization_stages import write_plda
+
+from converter.cli import main
+from mlx_segmentation import ModelLoadError, load
+from mlx_segmentation.loading import tensor_sha256
+from mlx_segmentation.pipeline_config import AgglomerativeParams, VBxParams
+from mlx_segmentation.pipeline_loading import load_pipeline_parts
+from mlx_segmentation.plda import PLDA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+COMMUNITY_1 = {
+    "dependencies": {"pyannote.audio": "4.0.0"},
+    "pipeline": {
+        "name": "pyannote.audio.pipelines.SpeakerDiarization",
+        "params": {
+            "clustering": "VBxClustering",
+            "embedding": "$model/embedding",
+            "embedding_batch_size": 32,
+            "embedding_exclude_overlap": True,
+            "plda": "$model/plda",
+            "segmentation": "$model/segmentation",
+            "segmentation_batch_size": 32,
+        },
+    },
+    "params": {"clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}, "segmentation": {"min_duration_off": 0.0}},
+}
+SPEAKER_DIARIZATION_3_1 = {
+    "version": "3.1.0",
+    "pipeline": {
+        "name": "pyannote.audio.pipelines.SpeakerDiarization",
+        "params": {
+            "clustering": "AgglomerativeClustering",
+            "embedding": "models/embedding.bin",
+            "embedding_batch_size": 32,
+            "embedding_exclude_overlap": True,
+            "segmentation": "models/segmentation.bin",
+            "segmentation_batch_size": 32,
+        },
+    },
+    "params": {
+        "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
+        "segmentation": {"min_duration_off": 0.0},
+    },
+}
+
+
+def make_community_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
+    """community-1's layout: `$model/...` sub-folders of pytorch_model.bin, and the PLDA's two .npz files."""
+    for name, checkpoint in (("segmentation", segmentation), ("embedding", embedding)):
+        (folder / name).mkdir(parents=True)
+        shutil.copyfile(checkpoint, folder / name / "pytorch_model.bin")
+    write_plda(folder / "plda", seed=1, psi_scale=10.0)
+    (folder / "config.yaml").write_text(yaml.safe_dump(COMMUNITY_1))
+    return folder
+
+
+def make_3_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
+    """speaker-diarization-3.1's configuration, with its two models as files relative to the folder."""
+    (folder / "models").mkdir(parents=True)
+    shutil.copyfile(segmentation, folder / "models" / "segmentation.bin")
+    shutil.copyfile(embedding, folder / "models" / "embedding.bin")
+    (folder / "config.yaml").write_text(yaml.safe_dump(SPEAKER_DIARIZATION_3_1))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, real_checkpoint_3, fixture_checkpoints) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pipelines")
+    segmentation, embedding = real_checkpoint_3, fixture_checkpoints["wespeaker"]
+    return {
+        "community-1": make_community_1(root / "community-1", segmentation, embedding),
+        "3.1": make_3_1(root / "3.1", segmentation, embedding),
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sources) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("built")
+    for name, source in sources.items():
+        assert main(["build", "--no-checks", "--pipeline", str(source), "--out", str(out / name)]) == 0
+    return {name: out / name for name in sources}
+
+
+def same_weights(ours, checkpoint_folder: Path) -> None:
+    theirs = load(checkpoint_folder)
+    from mlx.utils import tree_flatten
+
+    mine, expected = dict(tree_flatten(ours.parameters())), dict(tree_flatten(theirs.parameters()))
+    assert mine.keys() == expected.keys()
+    assert all(tensor_sha256(mine[k]) == tensor_sha256(expected[k]) for k in mine)
+
+
+def test_community_1_folder_loads_as_its_sources(built, sources, tmp_path, real_checkpoint_3, fixture_checkpoints):
+    folder = built["community-1"]
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == [
+        "README.md",
+        "embedding/config.json",
+        "embedding/manifest.json",
+        "embedding/model.safetensors",
+        "manifest.json",
+        "pipeline.json",
+        "plda.safetensors",
+        "segmentation/config.json",
+        "segmentation/manifest.json",
+        "segmentation/model.safetensors",
+    ]
+    parts = load_pipeline_parts(folder)
+    assert parts.config.clustering == VBxParams(threshold=0.6, Fa=0.07, Fb=0.8)
+    assert parts.config.embedding_exclude_overlap and parts.config.segmentation_threshold is None
+    assert parts.manifest.checks is None
+    assert set(parts.manifest.source.files) == {
+        "config.yaml",
+        "segmentation/pytorch_model.bin",
+        "embedding/pytorch_model.bin",
+        "plda/xvec_transform.npz",
+        "plda/plda.npz",
+    }
+    # the models are those `build --checkpoint` makes of the same checkpoints
+    for name, checkpoint in (("segmentation", real_checkpoint_3), ("embedding", fixture_checkpoints["wespeaker"])):
+        assert main(["build", "--no-checks", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name)]) == 0
+        same_weights(getattr(parts, name), tmp_path / name)
+    plda = sources["community-1"] / "plda"
+    expected = PLDA(**np.load(plda / "xvec_transform.npz"), **np.load(plda / "plda.npz"))
+    for name in ("mean1", "mean2", "lda", "mu", "tr", "psi"):
+        assert np.array_equal(getattr(parts.plda, name), getattr(expected, name)), name
+        assert getattr(parts.plda, name).dtype == np.float64
+
+
+def test_3_1_folder_loads_without_plda(built):
+    parts = load_pipeline_parts(built["3.1"])
+    assert parts.config.clustering == AgglomerativeParams()
+    assert parts.plda is None and not (built["3.1"] / "plda.safetensors").exists()
+    assert set(parts.manifest.source.files) == {"config.yaml", "models/segmentation.bin", "models/embedding.bin"}
+
+
+PYANNOTE_LOADS = """
+import sys, os
+from pyannote.audio import Pipeline
+from pyannote.audio.pipelines import speaker_diarization
+folder, plda = sys.argv[1], sys.argv[2] == "True"
+if not plda:  # pyannote 4.0.7 fetches community-1's PLDA even for clustering that never uses it
+    speaker_diarization.get_plda = lambda *args, **kwargs: None
+os.chdir(folder)  # 3.1's relative model paths are pyannote's relative to the working folder
+pipeline = Pipeline.from_pretrained(folder)
+print(type(pipeline).__name__, pipeline.klustering, pipeline._plda is not None)
+"""
+
+
+@pytest.mark.parametrize("layout, plda", [("community-1", True), ("3.1", False)])
+def test_pyannote_loads_the_fixture_folders(sources, layout, plda):
+    """The fixture layouts are genuine: pyannote.audio's own loader reads them, offline."""
+    env = {"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-c", PYANNOTE_LOADS, str(sources[layout]), str(plda)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    clustering = SPEAKER_DIARIZATION_3_1 if layout == "3.1" else COMMUNITY_1
+    assert run.stdout.split() == ["SpeakerDiarization", clustering["pipeline"]["params"]["clustering"], str(plda)]
+
+
+def edit_yaml(key_path: list[str], value):
+    def edit(folder: Path) -> None:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        node = config
+        for key in key_path[:-1]:
+            node = node[key]
+        node[key_path[-1]] = value
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+
+    return edit
+
+
+def replace_npz(file: str, **arrays):
+    def edit(folder: Path) -> None:
+        path = folder / "plda" / file
+        current = dict(np.load(path))
+        np.savez(path, **{**current, **arrays})
+
+    return edit
+
+
+def pickled_npy(folder: Path) -> None:
+    with open(folder / "plda" / "plda.npz", "wb") as file:
+        np.save(file, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+def pickled_npz(folder: Path) -> None:
+    path = folder / "plda" / "plda.npz"
+    np.savez(path, **{**np.load(path), "psi": np.array([{"a": 1}], dtype=object)})
+
+
+BAD_SOURCES = {
+    "no config.yaml": (lambda f: (f / "config.yaml").unlink(), "config.yaml: missing"),
+    "no segmentation": (lambda f: (f / "segmentation" / "pytorch_model.bin").unlink(), "segmentation model"),
+    "no embedding": (lambda f: shutil.rmtree(f / "embedding"), "embedding model"),
+    "no plda": (lambda f: (f / "plda" / "plda.npz").unlink(), "plda.npz: missing"),
+    "unknown clustering": (
+        edit_yaml(["pipeline", "params", "clustering"], "OracleClustering"),
+        "clustering 'OracleClustering' is not supported",
+    ),
+    "wrong shape": (replace_npz("plda.npz", tr=np.eye(127)), "tr has shape (127, 127)"),
+    "lda for other x-vectors": (
+        replace_npz("xvec_transform.npz", mean1=np.zeros(192), lda=np.zeros((192, 128))),
+        "192-d x-vectors",
+    ),
+    "pickled npy": (pickled_npy, "pickled objects"),
+    "pickled array in the npz": (pickled_npz, "pickled objects"),
+    "integer dtype": (replace_npz("plda.npz", psi=np.arange(128)), "psi is int64"),
+    "NaN": (replace_npz("plda.npz", mu=np.full(128, np.nan)), "mu holds NaN"),
+    "not a mapping": (lambda f: (f / "config.yaml").write_text("- a\n- list\n"), "must be a mapping"),
+    "unknown pipeline": (
+        edit_yaml(["pipeline", "name"], "pyannote.audio.pipelines.OverlappedSpeechDetection"),
+        "pipeline.name is",
+    ),
+    "path outside": (edit_yaml(["pipeline", "params", "embedding"], "../elsewhere"), "not inside the pipeline folder"),
+}
+
+
+@pytest.mark.parametrize("edit, message", BAD_SOURCES.values(), ids=BAD_SOURCES)
+def test_bad_pipeline_sources_get_one_line_and_nothing_is_written(sources, tmp_path, capsys, edit, message):
+    source = tmp_path / "source"
+    shutil.copytree(sources["community-1"], source)
+    edit(source)
+    out = tmp_path / "dist" / "pipeline"
+    assert main(["build", "--no-checks", "--pipeline", str(source), "--out", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "dist").exists()
+
+
+def test_existing_out_needs_force(sources, tmp_path, capsys):
+    out = tmp_path / "pipeline"
+    out.mkdir()
+    assert main(["build", "--no-checks", "--pipeline", str(sources["3.1"]), "--out", str(out)]) == 2
+    assert "already exists: pass --force" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def edit_json(name: str):
+    def edit(folder: Path) -> None:
+        config = json.loads((folder / name).read_text())
+        config["min_duration_off"] = 0.5
+        (folder / name).write_text(json.dumps(config))
+
+    return edit
+
+
+def flip_last_byte(name: str):
+    def edit(folder: Path) -> None:
+        data = bytearray((folder / name).read_bytes())
+        data[-1] ^= 1
+        (folder / name).write_bytes(bytes(data))
+
+    return edit
+
+
+TAMPERED = {
+    "pipeline.json edited": (edit_json("pipeline.json"), "pipeline.json: does not match"),
+    "plda.safetensors edited": (flip_last_byte("plda.safetensors"), "plda.safetensors: does not match"),
+    "a sub-folder's file edited": (flip_last_byte("embedding/config.json"), "embedding/config.json: does not match"),
+    "a sub-folder's file removed": (lambda f: (f / "segmentation" / "config.json").unlink(), "config.json: missing"),
+    "an extra file": (lambda f: (f / "segmentation" / "notes.txt").write_text("hi"), "segmentation/notes.txt"),
+}
+
+
+@pytest.mark.parametrize("edit, message", TAMPERED.values(), ids=TAMPERED)
+def test_tampered_pipeline_folders_are_refused(built, tmp_path, edit, message):
+    folder = tmp_path / "pipeline"
+    shutil.copytree(built["community-1"], folder)
+    edit(folder)
+    with pytest.raises(ModelLoadError, match=message):
+        load_pipeline_parts(folder)
