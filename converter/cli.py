@@ -23,11 +23,12 @@ from .card import CardInfo
 from .errors import ConverterError
 from .families import model_config
 from .pipeline_build import build_pipeline
+from .pipeline_source import read_pipeline_folder
 from .publish import push
 from .reader import read_checkpoint
 from .recipe import RECIPES_DIR, Recipe, load_recipe, load_recipes
 from .sources import cached_source, fetch_source
-from .uptodate import current_build, source_sha256
+from .uptodate import current_build, current_pipeline, source_sha256
 from .writer import DTYPES, check_output, check_output_path, record_checks, seal
 
 
@@ -259,6 +260,16 @@ def _build_pipeline(args: argparse.Namespace) -> int:
     if args.out is None:
         raise ConverterError("--pipeline needs --out DIR")
     dtype = args.dtype or "float32"
+    if not args.force and check_output_path(args.out, protected=[args.pipeline]).is_dir():
+        source = read_pipeline_folder(args.pipeline)
+        manifest = current_pipeline(args.out, source, dtype)
+        checks = "not run" if manifest.checks is None else "passed"
+        print(
+            f"{args.out} is up to date (config.yaml sha256 {manifest.source.config_sha256[:12]}, "
+            f"converter {manifest.converter_version}, model checks passed, pipeline checks {checks})",
+            flush=True,
+        )
+        return 0
     check_output(args.out, args.force, protected=[args.pipeline])
     check = None if args.no_checks else parity_checker(dtype, None, label=str(args.out))
     result = build_pipeline(args.pipeline, args.out, force=args.force, dtype=dtype, check=check, log=log)

@@ -6,10 +6,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mlx_segmentation.loading import ModelLoadError
 from mlx_segmentation.manifest import MANIFEST_FILE, Manifest, sha256_file
+from mlx_segmentation.pipeline_config import EMBEDDING_FOLDER, SEGMENTATION_FOLDER
+from mlx_segmentation.pipeline_loading import verify_pipeline_files
+from mlx_segmentation.pipeline_manifest import PIPELINE_MANIFEST_FILE, PipelineManifest
 
 from . import __version__
 from .errors import CheckpointError, OutputError
+from .pipeline_source import PipelineFolder
 from .publish import PublishError, verify_for_publishing
 
 
@@ -55,3 +60,31 @@ def source_sha256(checkpoint: Path) -> str:
 
 def _refusal(out: Path, reason: str) -> OutputError:
     return OutputError(f"{out} exists and {reason}; pass --force to replace it")
+
+
+def current_pipeline(out: Path, source: PipelineFolder, dtype: str) -> PipelineManifest:
+    """The pipeline manifest of `out` if it holds this pipeline build: the same source files, by this converter,
+    both models up to date (checked, passed, as sealed), the pipeline checks not failed, every file as sealed."""
+    try:
+        manifest = PipelineManifest.model_validate_json((out / PIPELINE_MANIFEST_FILE).read_bytes())
+    except FileNotFoundError:
+        raise _refusal(out, f"is not a pipeline folder (no {PIPELINE_MANIFEST_FILE})") from None
+    except (OSError, ValidationError):
+        raise _refusal(
+            out, f"is not a pipeline folder (its {PIPELINE_MANIFEST_FILE} is unreadable or invalid)"
+        ) from None  # noqa: E501
+    if manifest.source != source.record:
+        built, given = manifest.source.files, source.record.files
+        names = sorted(name for name in set(built) | set(given) if built.get(name) != given.get(name))
+        raise _refusal(out, f"differs: converted from other sources ({', '.join(names)})")
+    if manifest.converter_version != __version__:
+        raise _refusal(out, f"differs: built by converter {manifest.converter_version}, this is {__version__}")
+    if manifest.checks is not None and not manifest.checks.passed:
+        raise _refusal(out, "its pipeline checks did not pass")
+    for folder, checkpoint in ((SEGMENTATION_FOLDER, source.segmentation), (EMBEDDING_FOLDER, source.embedding)):
+        current_build(out / folder, source.record.files[checkpoint.relative_to(source.folder).as_posix()].sha256, dtype)
+    try:
+        verify_pipeline_files(out, manifest)
+    except ModelLoadError as error:
+        raise _refusal(out, f"was changed since it was sealed ({error})") from None
+    return manifest

@@ -50,7 +50,7 @@ def load_pipeline_parts(path_or_repo: str | Path, *, revision: str | None = None
             raise ModelLoadError(f"{folder}: no such pipeline folder")
         folder = _download(str(path_or_repo), revision)
     manifest = _parse(folder / PIPELINE_MANIFEST_FILE, _read_file(folder / PIPELINE_MANIFEST_FILE), PipelineManifest)
-    verified = _verify_files(folder, manifest, refuse_extra=local)
+    verified = verify_pipeline_files(folder, manifest, refuse_extra=local)
     config = _parse(folder / PIPELINE_CONFIG_FILE, _required(verified, PIPELINE_CONFIG_FILE, folder), DiarizationConfig)
     segmentation = load(folder / SEGMENTATION_FOLDER)
     embedding = load(folder / EMBEDDING_FOLDER)
@@ -79,7 +79,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise ModelLoadError(f"no pipeline folder {repo_id} here, nor on the Hub: {error}") from None
 
 
-def _verify_files(folder: Path, manifest: PipelineManifest, refuse_extra: bool) -> dict[str, bytes]:
+def verify_pipeline_files(folder: Path, manifest: PipelineManifest, refuse_extra: bool = True) -> dict[str, bytes]:
     """Every recorded file's bytes, each refused unless it hashes to its record; unrecorded files refused too."""
     verified = {}
     for name, sha256 in sorted(manifest.files.items()):

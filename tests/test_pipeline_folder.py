@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel
 from test_diarization_stages import write_plda
 
 from converter.cli import main
+from converter.pipeline_build import build_pipeline
 from mlx_segmentation import ModelLoadError, load
 from mlx_segmentation.loading import tensor_sha256
+from mlx_segmentation.manifest import sha256_file
 from mlx_segmentation.pipeline_config import AgglomerativeParams, VBxParams
 from mlx_segmentation.pipeline_loading import load_pipeline_parts
 from mlx_segmentation.plda import PLDA
@@ -248,7 +251,7 @@ def test_existing_out_needs_force(sources, tmp_path, capsys):
     out = tmp_path / "pipeline"
     out.mkdir()
     assert main(["build", "--no-checks", "--pipeline", str(sources["3.1"]), "--out", str(out)]) == 2
-    assert "already exists: pass --force" in capsys.readouterr().err
+    assert "is not a pipeline folder (no manifest.json); pass --force to replace it" in capsys.readouterr().err
     assert list(out.iterdir()) == []
 
 
@@ -286,3 +289,45 @@ def test_tampered_pipeline_folders_are_refused(built, tmp_path, edit, message):
     edit(folder)
     with pytest.raises(ModelLoadError, match=message):
         load_pipeline_parts(folder)
+
+
+class PassingReport(BaseModel):
+    """A stand-in for the parity checks' report: what a build records of it, and nothing checked."""
+
+    passed: bool = True
+    weights_sha256: str
+    source_sha256: str
+
+    def summary(self) -> str:
+        return "passed (stand-in)"
+
+    def table(self) -> str:
+        return ""
+
+    def markdown(self) -> str:
+        return ""
+
+
+def passing_checker(folder: Path, source) -> PassingReport:
+    return PassingReport(weights_sha256=sha256_file(folder / "model.safetensors"), source_sha256=source.sha256)
+
+
+def test_a_second_build_of_the_same_sources_is_up_to_date(sources, tmp_path, capsys):
+    out = tmp_path / "pipeline"
+    build_pipeline(sources["community-1"], out, check=passing_checker, log=lambda message: None)
+    sealed = (out / "manifest.json").read_bytes()
+    for extra in ([], ["--no-checks"]):
+        assert main(["build", *extra, "--pipeline", str(sources["community-1"]), "--out", str(out)]) == 0
+        assert f"{out} is up to date (config.yaml sha256 " in capsys.readouterr().out
+    assert (out / "manifest.json").read_bytes() == sealed
+
+    flip_last_byte("plda.safetensors")(out)
+    assert main(["build", "--pipeline", str(sources["community-1"]), "--out", str(out)]) == 2
+    assert "was changed since it was sealed" in capsys.readouterr().err
+
+
+def test_other_sources_or_unchecked_builds_are_not_up_to_date(built, sources, tmp_path, capsys):
+    assert main(["build", "--pipeline", str(sources["community-1"]), "--out", str(built["community-1"])]) == 2
+    assert "was built with --no-checks; pass --force to replace it" in capsys.readouterr().err
+    assert main(["build", "--pipeline", str(sources["3.1"]), "--out", str(built["community-1"])]) == 2
+    assert "differs: converted from other sources" in capsys.readouterr().err
