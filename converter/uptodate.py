@@ -70,9 +70,7 @@ def current_pipeline(out: Path, source: PipelineFolder, dtype: str) -> PipelineM
     except FileNotFoundError:
         raise _refusal(out, f"is not a pipeline folder (no {PIPELINE_MANIFEST_FILE})") from None
     except (OSError, ValidationError):
-        raise _refusal(
-            out, f"is not a pipeline folder (its {PIPELINE_MANIFEST_FILE} is unreadable or invalid)"
-        ) from None  # noqa: E501
+        raise _refusal(out, f"is not a pipeline folder ({PIPELINE_MANIFEST_FILE} unreadable or invalid)") from None
     if manifest.source != source.record:
         built, given = manifest.source.files, source.record.files
         names = sorted(name for name in set(built) | set(given) if built.get(name) != given.get(name))

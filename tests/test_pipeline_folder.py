@@ -17,7 +17,7 @@ from test_diarization_stages import write_plda
 
 from converter.cli import main
 from converter.pipeline_build import build_pipeline
-from mlx_segmentation import ModelLoadError, load
+from mlx_segmentation import ModelLoadError, load, pipeline_loading
 from mlx_segmentation.loading import tensor_sha256
 from mlx_segmentation.manifest import sha256_file
 from mlx_segmentation.pipeline_config import AgglomerativeParams, VBxParams
@@ -331,3 +331,33 @@ def test_other_sources_or_unchecked_builds_are_not_up_to_date(built, sources, tm
     assert "was built with --no-checks; pass --force to replace it" in capsys.readouterr().err
     assert main(["build", "--pipeline", str(sources["3.1"]), "--out", str(built["community-1"])]) == 2
     assert "differs: converted from other sources" in capsys.readouterr().err
+
+
+def test_the_pipeline_checks_summary_is_recorded(sources, tmp_path):
+    def check_pipeline(folder: Path, source) -> PassingReport:
+        assert (folder / "pipeline.json").is_file() and source.clustering == "AgglomerativeClustering"
+        return PassingReport(weights_sha256="", source_sha256="")
+
+    out = tmp_path / "pipeline"
+    build_pipeline(sources["3.1"], out, check_pipeline=check_pipeline, log=lambda message: None)
+    parts = load_pipeline_parts(out)
+    assert parts.manifest.checks.passed and parts.manifest.checks.summary == "passed (stand-in)"
+
+
+def test_a_hub_repo_downloads_exactly_the_sealed_files(built, tmp_path, monkeypatch):
+    asked = []
+
+    def download(repo_id: str, revision: str | None = None, files: list[str] = []) -> Path:
+        asked.append((repo_id, revision, list(files)))
+        snapshot = tmp_path / "snapshot"
+        for name in files:
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built["community-1"] / name, snapshot / name)
+        return snapshot
+
+    monkeypatch.setattr(pipeline_loading, "download", download)
+    parts = load_pipeline_parts("org/pipeline", revision="v1")
+    sealed = json.loads((built["community-1"] / "manifest.json").read_text())["files"]
+    files = ["manifest.json", *sorted(sealed)]
+    assert asked == [("org/pipeline", "v1", ["manifest.json"]), ("org/pipeline", "v1", files)]
+    assert parts.plda is not None
