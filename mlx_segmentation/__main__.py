@@ -1,4 +1,6 @@
-"""`python -m mlx_segmentation AUDIO [--model PATH]`: speech regions of a recording, as RTTM."""
+"""`python -m mlx_segmentation AUDIO [--model PATH]`: speech regions of a recording, as RTTM.
+
+`python -m mlx_segmentation diarize AUDIO ...` diarizes it instead (`diarize_cli.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .config import Specifications
 from .families import CONFIG, family
 from .loading import ModelLoadError, load
 from .manifest import CONFIG_FILE
+from .outputs import check_output_file
 from .pyannet import PyanNet
 from .speech import detect_speech
 from .windows import default_step, expected_windows
@@ -88,6 +91,11 @@ def _by_option(params: BinarizeParams) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diarize"]:
+        from .diarize_cli import main as diarize
+
+        return diarize(argv[1:])
     args = parser(argv).parse_args(argv)
     try:
         for path in (args.rttm, args.scores):
@@ -137,19 +145,6 @@ def _chosen_model(option: str | None) -> str | Path:
             "or pass --model (a model folder or a Hub repo id ORG/NAME)"
         )
     return DEFAULT_MODEL
-
-
-def check_output_file(path: Path | None) -> None:
-    """Refuse, before any work, an output file that cannot be written."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a file name")
-    parent = path.absolute().parent
-    if not parent.is_dir():
-        raise ValueError(f"{path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: the folder {parent} is not writable")
 
 
 def speech_params(args: argparse.Namespace, model: PyanNet) -> BinarizeParams:

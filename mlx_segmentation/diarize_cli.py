@@ -1,0 +1,73 @@
+"""`python -m mlx_segmentation diarize AUDIO [--pipeline PATH]`: who spoke when, as RTTM."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import AudioError
+from .diarization import set_num_speakers
+from .loading import ModelLoadError
+from .outputs import check_output_file
+from .pipeline_loading import load_pipeline
+
+DEFAULT_PIPELINE = Path("dist/speaker-diarization")  # where the README's `converter build --pipeline` writes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mlx_segmentation diarize", description=__doc__)
+    p.add_argument(
+        "audio", type=Path, help="a recording in any format soundfile reads (wav, flac, ogg, ...), any sample rate"
+    )
+    p.add_argument(
+        "--pipeline",
+        help="a converted pipeline folder (`python -m converter build --pipeline`), or a Hugging Face Hub repo id "
+        f"ORG/NAME (default: {DEFAULT_PIPELINE})",
+    )
+    p.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
+    p.add_argument("--min-speakers", type=int, help="at least this many speakers")
+    p.add_argument("--max-speakers", type=int, help="at most this many speakers")
+    p.add_argument("--exclusive", action="store_true", help="one speaker at a time (pyannote's exclusive diarization)")
+    p.add_argument("--rttm", type=Path, help="write the speaker turns here (default: stdout)")
+    p.add_argument("--embeddings", type=Path, help="write one embedding per speaker here (.npy), in label order")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        for path in (args.rttm, args.embeddings):
+            check_output_file(path)
+        set_num_speakers(args.num_speakers, args.min_speakers, args.max_speakers)  # refused before any work
+        where = args.pipeline or str(DEFAULT_PIPELINE)
+        if args.pipeline is None and not DEFAULT_PIPELINE.is_dir():
+            raise ValueError(
+                f"no pipeline folder {DEFAULT_PIPELINE} here: build one with `python -m converter build --pipeline "
+                "PIPELINE_DIR --out dist/speaker-diarization`, or pass --pipeline (a folder or a Hub repo id)"
+            )
+        pipeline = load_pipeline(where)
+        with tqdm(unit="window", file=sys.stderr, disable=None, leave=False) as bar:
+            result = pipeline(
+                args.audio,
+                num_speakers=args.num_speakers,
+                min_speakers=args.min_speakers,
+                max_speakers=args.max_speakers,
+                progress=lambda stage, windows: (bar.set_description(stage), bar.update(windows)),
+            )
+    except (AudioError, ModelLoadError, ValueError, OSError) as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    rttm = result.to_rttm(args.audio.stem, exclusive=args.exclusive)
+    if args.rttm:
+        args.rttm.write_text(rttm)
+    else:
+        sys.stdout.write(rttm)
+    if args.embeddings:
+        np.save(args.embeddings, result.speaker_embeddings)
+    print(f"{len(result.labels)} speakers, {len(result.turns)} turns", file=sys.stderr)
+    return 0
