@@ -24,7 +24,9 @@ from plda_fixture import write_plda
 from pyannote.audio import Model
 from pyannote.audio.core.plda import PLDA as TheirPLDA
 from pyannote.audio.pipelines.speaker_diarization import SpeakerDiarization as TheirDiarization
-from pyannote.core import Annotation, Segment
+from pyannote.audio.utils.signal import binarize as their_binarize
+from pyannote.core import Annotation, Segment, SlidingWindowFeature
+from pyannote.core import SlidingWindow as TheirWindow
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 import mlx_segmentation
@@ -34,7 +36,7 @@ from mlx_segmentation import fbank
 from mlx_segmentation import pipeline as pipeline_module
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.diarization import Diarization, speaker_count
-from mlx_segmentation.pipeline import SpeakerDiarization, segment_windows
+from mlx_segmentation.pipeline import SpeakerDiarization, binarize_windows, segment_windows
 from mlx_segmentation.pipeline_config import AgglomerativeParams, DiarizationConfig, VBxParams
 from mlx_segmentation.plda import PLDA
 
@@ -252,3 +254,16 @@ def test_pyannote_names(models):
     diarization = Diarization([], [], np.zeros((0, 256)))
     assert diarization.speaker_diarization is diarization.turns
     assert diarization.exclusive_speaker_diarization is diarization.exclusive_turns
+
+
+def test_binarize_windows_equals_pyannote():
+    """Multilabel models' thresholding, `binarize(onset=threshold, initial_state=False)`, ties on the threshold kept."""
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(size=(4, 50, 3)).astype(np.float32)
+    scores[rng.uniform(size=scores.shape) < 0.1] = np.float32(0.5)  # exactly on the threshold: state unchanged
+    scores[0, :5] = np.float32(0.5)  # ... and off before the first frame above or below it
+    scores[1, 7] = np.nan
+    expected = their_binarize(
+        SlidingWindowFeature(scores, TheirWindow(duration=5.0, step=0.5, start=0.0)), onset=0.5, initial_state=False
+    )
+    np.testing.assert_array_equal(binarize_windows(scores, 0.5), expected.data)
