@@ -11,6 +11,7 @@ them into speaker turns labelled SPEAKER_00, SPEAKER_01, ... and order the centr
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -179,6 +180,22 @@ class Diarization:
     def labels(self) -> list[str]:
         return sorted({turn.speaker for turn in self.turns})
 
+    @property
+    def speaker_diarization(self) -> list[Turn]:
+        """pyannote's name for `turns`."""
+        return self.turns
+
+    @property
+    def exclusive_speaker_diarization(self) -> list[Turn]:
+        """pyannote's name for `exclusive_turns`."""
+        return self.exclusive_turns
+
+    def to_rttm(self, uri: str, exclusive: bool = False) -> str:
+        """The RTTM text `write_rttm` writes."""
+        text = io.StringIO()
+        self.write_rttm(text, uri, exclusive)
+        return text.getvalue()
+
     def write_rttm(self, file: TextIO, uri: str, exclusive: bool = False) -> None:
         """One `SPEAKER` line per turn, as pyannote.core's `Annotation.write_rttm`."""
         for turn in self.exclusive_turns if exclusive else self.turns:
@@ -197,9 +214,11 @@ def diarization_from_clusters(
     min_speakers: int = 1,
     max_speakers: float = np.inf,
     min_duration_off: float = 0.0,
+    binarized: np.ndarray | None = None,
 ) -> Diarization:
     """`SpeakerDiarization.apply` after clustering: speakers per frame capped at `max_speakers`, local
-    speakers never active dropped, then turns, exclusive turns and the centroids in label order."""
+    speakers never active (in `binarized`, `segmentations` if None) dropped, then turns, exclusive turns and
+    the centroids in label order. Multilabel models' `segmentations` are scores, `binarized` thresholded."""
     num_different_speakers = np.max(clusters.hard) + 1
     if num_different_speakers < min_speakers or num_different_speakers > max_speakers:
         warnings.warn(
@@ -209,7 +228,8 @@ def diarization_from_clusters(
         )
     count = FrameScores(np.minimum(count.data, max_speakers).astype(np.int8), count.frames)
     hard_clusters = clusters.hard.copy()
-    hard_clusters[np.sum(segmentations, axis=1) == 0] = -2  # local speakers never active join no cluster
+    binarized = segmentations if binarized is None else binarized
+    hard_clusters[np.sum(binarized, axis=1) == 0] = -2  # local speakers never active join no cluster
     discrete = reconstruct(segmentations, chunks, hard_clusters, count)
     tracks = to_annotation(discrete, min_duration_off)
     one_at_a_time = FrameScores(np.minimum(count.data, 1).astype(np.int8), count.frames)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from plda_fixture import write_plda
 from pyannote.audio import Audio
 from pyannote.audio.core.plda import PLDA as TheirPLDA
 from pyannote.audio.models.embedding import WeSpeakerResNet34
@@ -105,25 +105,6 @@ def conversation(
 @pytest.fixture(scope="module")
 def talk() -> Conversation:
     return conversation(seed=0)
-
-
-def write_plda(folder: Path, seed: int, psi_scale: float) -> Path:
-    """`xvec_transform.npz` and `plda.npz` shaped as community-1's (256-d x-vectors, 128-d LDA), seeded."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "xvec_transform.npz",
-        mean1=0.1 * rng.normal(size=256),
-        mean2=0.1 * rng.normal(size=128),
-        lda=rng.normal(size=(256, 128)) / 16,
-    )
-    np.savez(
-        folder / "plda.npz",
-        mu=0.1 * rng.normal(size=128),
-        tr=np.eye(128) + 0.1 * rng.normal(size=(128, 128)),
-        psi=psi_scale * np.logspace(1, -1, 128),
-    )
-    return folder
 
 
 # psi scaled by 10, VBx keeps the conversation's three speakers; unscaled, it keeps one
