@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from plda_fixture import write_plda
 from pydantic import BaseModel
-from test_diarization_stages import write_plda
 
 from converter.cli import main
 from converter.pipeline_build import build_pipeline
@@ -361,3 +361,45 @@ def test_a_hub_repo_downloads_exactly_the_sealed_files(built, tmp_path, monkeypa
     files = ["manifest.json", *sorted(sealed)]
     assert asked == [("org/pipeline", "v1", ["manifest.json"]), ("org/pipeline", "v1", files)]
     assert parts.plda is not None
+
+
+def diarize_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlx_segmentation", "diarize", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--num-speakers", "0"], "num_speakers must be at least 1"),
+        (["--min-speakers", "3", "--max-speakers", "2"], "min_speakers must be smaller than"),
+        (["--rttm", "absent/out.rttm"], "does not exist"),
+        (["--pipeline", "no/such-pipeline"], "no/such-pipeline"),
+        ([], "no pipeline folder dist/speaker-diarization here"),
+    ],
+)
+def test_diarize_options_get_one_clear_line_before_any_work(tmp_path, options, message):
+    run = diarize_cli("absent.wav", *options, cwd=tmp_path)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], run.stderr
+
+
+@pytest.mark.slow
+def test_diarize_cli_runs_a_built_pipeline(built, tmp_path):
+    """The command line prints what `load_pipeline(folder)(audio)` returns, and saves its speaker embeddings."""
+    import soundfile
+
+    from checks.audio import sample_wav
+    from mlx_segmentation import load_pipeline
+
+    audio, rate = soundfile.read(sample_wav(), dtype="float32")
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, audio[: 12 * rate], rate)  # two 10 s windows
+    run = diarize_cli(str(clip), "--pipeline", str(built["community-1"]), "--embeddings", str(tmp_path / "e.npy"))
+    assert run.returncode == 0, run.stderr
+    result = load_pipeline(built["community-1"])(clip)
+    assert run.stdout == result.to_rttm("clip") and run.stdout.startswith("SPEAKER clip 1 ")
+    assert np.array_equal(np.load(tmp_path / "e.npy"), result.speaker_embeddings)
+    exclusive = diarize_cli(str(clip), "--pipeline", str(built["community-1"]), "--exclusive")
+    assert exclusive.returncode == 0 and exclusive.stdout == result.to_rttm("clip", exclusive=True)
