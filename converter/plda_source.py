@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlx_segmentation.plda import expected_shapes
+
 from .errors import ConverterError
 
 PLDA_ARRAYS = {"xvec_transform.npz": ("mean1", "mean2", "lda"), "plda.npz": ("mu", "tr", "psi")}
@@ -24,17 +26,7 @@ class PLDAError(ConverterError):
 def read_plda(transform: Path, plda: Path) -> dict[str, np.ndarray]:
     """The six arrays as float64, checked against one another; `check_dimension` ties them to the embeddings."""
     arrays = {**_read_npz(transform, PLDA_ARRAYS["xvec_transform.npz"]), **_read_npz(plda, PLDA_ARRAYS["plda.npz"])}
-    dimension, lda_dimension = arrays["mean1"].shape[0] if arrays["mean1"].ndim == 1 else -1, None
-    if arrays["lda"].ndim == 2:
-        lda_dimension = arrays["lda"].shape[1]
-    expected = {
-        "mean1": (dimension,),
-        "lda": (dimension, lda_dimension),
-        "mean2": (lda_dimension,),
-        "mu": (lda_dimension,),
-        "tr": (lda_dimension, lda_dimension),
-        "psi": (lda_dimension,),
-    }
+    expected = expected_shapes(arrays)
     for name, shape in expected.items():
         path = transform if name in PLDA_ARRAYS["xvec_transform.npz"] else plda
         if arrays[name].shape != shape or not 0 < arrays[name].size <= MAX_DIMENSION**2:

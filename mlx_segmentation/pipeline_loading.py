@@ -13,7 +13,7 @@ from .loading import ModelLoadError, _looks_like_repo_id, _parse, _read_file, do
 from .manifest import sha256_bytes
 from .pipeline_config import EMBEDDING_FOLDER, PIPELINE_CONFIG_FILE, PLDA_FILE, SEGMENTATION_FOLDER, DiarizationConfig
 from .pipeline_manifest import PIPELINE_MANIFEST_FILE, PipelineManifest
-from .plda import PLDA
+from .plda import PLDA, expected_shapes
 from .pyannet import PyanNet
 from .wespeaker import WeSpeakerResNet34
 
@@ -112,11 +112,9 @@ def _plda_arrays(path: Path, data: bytes, dimension: int) -> dict[str, np.ndarra
         raise ModelLoadError(f"{path}: not a safetensors file ({str(error)[:200]})") from None
     if set(arrays) != set(PLDA_NAMES):
         raise ModelLoadError(f"{path}: holds {sorted(arrays)}, expected {list(PLDA_NAMES)}")
-    lda = arrays["lda"]
-    size = lda.shape[1] if lda.ndim == 2 else -1
-    shapes = {"mean1": (dimension,), "mean2": (size,), "lda": (dimension, size), "mu": (size,), "tr": (size, size)}
+    shapes = expected_shapes(arrays, dimension)
     for name, array in arrays.items():
-        if array.dtype != np.float64 or array.shape != shapes.get(name, (size,)) or not np.isfinite(array).all():
+        if array.dtype != np.float64 or array.shape != shapes[name] or not np.isfinite(array).all():
             raise ModelLoadError(
                 f"{path}: {name} is {array.dtype} {array.shape}, not finite float64 as the pipeline needs"
             )

@@ -10,6 +10,15 @@ import numpy as np
 from scipy.linalg import eigh
 
 
+def expected_shapes(arrays: dict[str, np.ndarray], dimension: int | None = None) -> dict[str, tuple[int, ...]]:
+    """The shape each of the six arrays must have (`vbx_setup`): x-vectors of D dimensions (`dimension`, else
+    len(mean1)), centred by mean1 (D,), projected by lda (D, L), centred by mean2 (L,); then mu (L,), tr (L, L),
+    psi (L,). A dimension that cannot be read (mean1 or lda of another rank) is -1, which no array matches."""
+    d = dimension if dimension is not None else arrays["mean1"].shape[0] if arrays["mean1"].ndim == 1 else -1
+    l = arrays["lda"].shape[1] if arrays["lda"].ndim == 2 else -1  # noqa: E741
+    return {"mean1": (d,), "lda": (d, l), "mean2": (l,), "mu": (l,), "tr": (l, l), "psi": (l,)}
+
+
 def l2_norm(vectors: np.ndarray) -> np.ndarray:
     """Each row divided by its Euclidean norm."""
     return vectors / np.linalg.norm(vectors, axis=1, ord=2)[:, np.newaxis]
