@@ -232,6 +232,15 @@ BAD_SOURCES = {
         "pipeline.name is",
     ),
     "path outside": (edit_yaml(["pipeline", "params", "embedding"], "../elsewhere"), "not inside the pipeline folder"),
+    "Fa NaN": (
+        edit_yaml(["params", "clustering", "Fa"], float("nan")),
+        "invalid params.clustering for VBxClustering (Fa:",
+    ),
+    "batch size 0": (edit_yaml(["pipeline", "params", "embedding_batch_size"], 0), "invalid pipeline parameters"),
+    "negative min_duration_off": (
+        edit_yaml(["params", "segmentation", "min_duration_off"], -1.0),
+        "invalid pipeline parameters",
+    ),
 }
 
 
