@@ -22,8 +22,8 @@ from .build import BuildResult, Checker, build
 from .card import CardInfo
 from .errors import ConverterError
 from .families import model_config
-from .pipeline_build import build_pipeline
-from .pipeline_source import read_pipeline_folder
+from .pipeline_build import PipelineChecker, PipelineChecksFailed, build_pipeline
+from .pipeline_source import PipelineFolder, read_pipeline_folder
 from .publish import push
 from .reader import read_checkpoint
 from .recipe import RECIPES_DIR, Recipe, load_recipe, load_recipes
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     build_verb.add_argument("--license", help="with --checkpoint: the weights' license, a Hub id (mit, cc-by-4.0, ...)")
     build_verb.add_argument("--base-model", help="with --checkpoint: the original model's Hub repo (ORG/NAME)")
 
-    push_verb = verbs.add_parser("push", help="publish a checked model folder to the Hugging Face Hub")
+    push_verb = verbs.add_parser("push", help="publish a checked model or pipeline folder to the Hugging Face Hub")
     push_verb.add_argument("folder", type=Path)
     push_verb.add_argument("--repo", required=True, help="ORG/NAME on the Hub")
     push_verb.add_argument("--private", action="store_true", help="create the repo private")
@@ -200,6 +200,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def pipeline_checker(label: str, log: Callable[[str], None] = log) -> PipelineChecker:
+    """The pipeline checks (both pipelines on sample.wav), as a pipeline build's checker; torch is checked by
+    `parity_checker`, which every checked pipeline build asks for first."""
+    from checks.diarization import run_pipeline_checks
+
+    def check(folder: Path, source: PipelineFolder) -> Any:
+        try:
+            segmentation, embedding = read_checkpoint(source.segmentation), read_checkpoint(source.embedding)
+            return run_pipeline_checks(folder, segmentation, embedding, source.plda, label=label, log=log)
+        except RuntimeError as error:
+            raise ConverterError(f"{label}: the pipeline checks cannot run ({str(error).splitlines()[0]})") from None
+
+    return check
+
+
 def _build(args: argparse.Namespace) -> int:
     if args.pipeline is not None:
         return _build_pipeline(args)
@@ -263,20 +278,29 @@ def _build_pipeline(args: argparse.Namespace) -> int:
     if not args.force and check_output_path(args.out, protected=[args.pipeline]).is_dir():
         source = read_pipeline_folder(args.pipeline)
         manifest = current_pipeline(args.out, source, dtype)
-        checks = "not run" if manifest.checks is None else "passed"
         print(
             f"{args.out} is up to date (config.yaml sha256 {manifest.source.config_sha256[:12]}, "
-            f"converter {manifest.converter_version}, model checks passed, pipeline checks {checks})",
+            f"converter {manifest.converter_version}, model and pipeline checks passed)",
             flush=True,
         )
         return 0
     check_output(args.out, args.force, protected=[args.pipeline])
     check = None if args.no_checks else parity_checker(dtype, None, label=str(args.out))
-    result = build_pipeline(args.pipeline, args.out, force=args.force, dtype=dtype, check=check, log=log)
+    check_pipeline = None if args.no_checks else pipeline_checker(label=str(args.out))
+    try:
+        result = build_pipeline(
+            args.pipeline, args.out, force=args.force, dtype=dtype, check=check, check_pipeline=check_pipeline, log=log
+        )
+    except PipelineChecksFailed as failed:
+        print(failed.report.table())
+        log(f"error: {failed}")
+        return 1
     models = [result.segmentation, result.embedding]
     for model in models:
         if model.report is not None:
             print(f"{result.out}/{model.out.name}\n{model.report.table()}")
+    if result.report is not None:
+        print(f"{result.out}\n{result.report.table()}")
     checks = "not run" if result.manifest.checks is None else result.manifest.checks.summary
     print(f"{result.out}: {len(result.manifest.source.files)} source files converted; pipeline checks {checks}")
     passed = [m.checks_passed for m in models] + [

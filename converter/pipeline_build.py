@@ -1,7 +1,8 @@
 """One pipeline build: a pyannote speaker-diarization folder to an MLX pipeline folder, atomically.
 
 The folder holds `segmentation/` and `embedding/` (model folders, as `build` writes them), `plda.safetensors`
-(VBx only), `pipeline.json` (`DiarizationConfig`), `README.md` and the pipeline `manifest.json`, sealed last.
+(VBx only), `pipeline.json` (`DiarizationConfig`), `checks.json` (the pipeline checks' report, when they ran and
+passed: a failing pipeline is not written), `README.md` and the pipeline `manifest.json`, sealed last.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from safetensors.numpy import save_file
 
 from mlx_segmentation.config import PyanNetConfig, WeSpeakerConfig, first_error
 from mlx_segmentation.families import CONFIG
-from mlx_segmentation.manifest import CARD_FILE, CONFIG_FILE, sha256_file
+from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, CONFIG_FILE, sha256_file
 from mlx_segmentation.pipeline_config import (
     EMBEDDING_FOLDER,
     PIPELINE_CONFIG_FILE,
@@ -46,6 +47,18 @@ class PipelineReport(Protocol):
 
     def summary(self) -> str: ...
 
+    def table(self) -> str: ...
+
+    def model_dump_json(self, *, indent: int) -> str: ...
+
+
+class PipelineChecksFailed(ConverterError):
+    """The pipeline checks ran and failed: nothing was written."""
+
+    def __init__(self, report: PipelineReport):
+        super().__init__(f"the pipeline checks failed, nothing written: {report.summary()}")
+        self.report = report
+
 
 PipelineChecker = Callable[[Path, PipelineFolder], PipelineReport]  # (the written pipeline folder, its source)
 
@@ -56,6 +69,7 @@ class PipelineResult:
     manifest: PipelineManifest
     segmentation: BuildResult
     embedding: BuildResult
+    report: PipelineReport | None  # the pipeline checks' report, if they ran
 
 
 def build_pipeline(
@@ -86,13 +100,18 @@ def build_pipeline(
         manifest = PipelineManifest(
             converter_version=__version__, created=datetime.now(timezone.utc), source=source.record
         )
+        report = None
         if check_pipeline is not None:
+            seal_pipeline(staging, manifest)  # the checks load the folder as users do, verifying every hash
             log("running pipeline checks")
             report = check_pipeline(staging, source)
+            if not report.passed:
+                raise PipelineChecksFailed(report)
+            (staging / CHECKS_FILE).write_text(report.model_dump_json(indent=2) + "\n")
             manifest.checks = PipelineChecks(passed=report.passed, summary=report.summary())
         (staging / CARD_FILE).write_text(render_pipeline_card(config, manifest, target.name))
         manifest = seal_pipeline(staging, manifest)
-    return PipelineResult(out, manifest, segmentation, embedding)
+    return PipelineResult(out, manifest, segmentation, embedding, report)
 
 
 def diarization_config(source: PipelineFolder, segmentation: PyanNetConfig) -> DiarizationConfig:

@@ -34,6 +34,12 @@ window.
 from mlx_segmentation import load_pipeline
 
 pipeline = load_pipeline("{name}")  # a folder, or a Hub repo id
+result = pipeline("meeting.wav")  # or num_speakers=..., min_speakers=..., max_speakers=...
+print(result.to_rttm("meeting"))
+```
+
+```sh
+python -m mlx_segmentation diarize meeting.wav --pipeline {name}
 ```
 
 Loading verifies the sha256 of every file against `manifest.json` before it is parsed.

@@ -1,4 +1,4 @@
-"""Publish a checked model folder to the Hugging Face Hub, in one commit, with huggingface_hub's API."""
+"""Publish a checked model or pipeline folder to the Hugging Face Hub, in one commit, with huggingface_hub's API."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mlx_segmentation.loading import ModelLoadError, verify_folder
 from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, MANIFEST_FILE, WEIGHTS_FILE, ReportOutcome, sha256_file
+from mlx_segmentation.pipeline_config import EMBEDDING_FOLDER, PIPELINE_CONFIG_FILE, SEGMENTATION_FOLDER
+from mlx_segmentation.pipeline_loading import load_pipeline_parts
+from mlx_segmentation.pipeline_manifest import PipelineManifest
 
 from .errors import ConverterError
+from .pipeline_build import seal_pipeline
 from .writer import seal
 
 ATTEMPTS = 3  # network failures are retried this many times in all, with a growing pause
@@ -80,6 +84,49 @@ def verify_for_publishing(folder: Path) -> list[FileEntry]:
     return entries + [FileEntry(MANIFEST_FILE, manifest_path.stat().st_size, sha256_file(manifest_path))]
 
 
+class PipelineOutcome(BaseModel):
+    """What publishing reads of a pipeline's checks.json."""
+
+    passed: bool
+
+
+def is_pipeline_folder(folder: Path) -> bool:
+    return (folder / PIPELINE_CONFIG_FILE).is_file()
+
+
+def verify_pipeline_for_publishing(folder: Path) -> list[FileEntry]:
+    """Verify what `load_pipeline()` verifies (every file, both models), that the pipeline checks and each model's
+    checks passed (`verify_for_publishing`), and that checks.json agrees; refuse otherwise."""
+    try:
+        manifest = load_pipeline_parts(folder).manifest
+    except ModelLoadError as error:
+        raise PublishError(str(error)) from None
+    if manifest.checks is None:
+        raise PublishError(f"{folder}: the pipeline checks were never run; build it without --no-checks")
+    if not manifest.checks.passed:
+        raise PublishError(f"{folder}: the pipeline failed its checks ({manifest.checks.summary})")
+    for model in (SEGMENTATION_FOLDER, EMBEDDING_FOLDER):
+        verify_for_publishing(folder / model)
+    if CARD_FILE not in manifest.files or CHECKS_FILE not in manifest.files:
+        raise PublishError(f"{folder}: no card ({CARD_FILE}) or pipeline check report ({CHECKS_FILE})")
+    try:
+        outcome = PipelineOutcome.model_validate_json((folder / CHECKS_FILE).read_bytes())
+    except ValidationError as error:
+        raise PublishError(f"{folder / CHECKS_FILE}: not a check report ({str(error).splitlines()[0]})") from None
+    if not outcome.passed:
+        raise PublishError(f"{folder}: {CHECKS_FILE} and {MANIFEST_FILE} disagree on the checks' outcome")
+    names = [*sorted(manifest.files), MANIFEST_FILE]
+    return [FileEntry(name, (folder / name).stat().st_size, sha256_file(folder / name)) for name in names]
+
+
+def reseal(folder: Path) -> None:
+    """Seal a model or pipeline folder again after its card changed."""
+    if is_pipeline_folder(folder):
+        seal_pipeline(folder, PipelineManifest.model_validate_json((folder / MANIFEST_FILE).read_bytes()))
+    else:
+        seal(folder)
+
+
 def push(
     folder: Path,
     repo_id: str,
@@ -98,7 +145,8 @@ def push(
     The card is made to name `repo_id` (its title and snippets named the build's own name): rewritten and the
     folder resealed before the upload. `dry_run` shows (on stdout) the files and the card that would be sent.
     """
-    entries = verify_for_publishing(folder)
+    verify = verify_pipeline_for_publishing if is_pipeline_folder(folder) else verify_for_publishing
+    entries = verify(folder)
     original = (folder / CARD_FILE).read_text()
     card = retargeted_card(original, repo_id)
     if dry_run:
@@ -108,15 +156,15 @@ def push(
             + (", private" if private else "")
         )
         for entry in entries:
-            show(f"  {entry.name:<20} {entry.size:>12,} bytes  sha256 {entry.sha256}")
+            show(f"  {entry.name:<32} {entry.size:>12,} bytes  sha256 {entry.sha256}")
         if card != original:
             show(f"(the card will name {repo_id}: {CARD_FILE} rewritten and the folder resealed before the upload)")
         show(card)
         return None
     if card != original:
         (folder / CARD_FILE).write_text(card)
-        seal(folder)
-        entries = verify_for_publishing(folder)
+        reseal(folder)
+        entries = verify(folder)
         log(f"{CARD_FILE} now names {repo_id}; {folder} resealed")
     if api is None:
         token = get_token()
@@ -142,7 +190,8 @@ def push(
 
 
 def retargeted_card(text: str, repo_id: str) -> str:
-    """The card's text with the name it was rendered for (title, `load(...)`, `--model`) replaced by `repo_id`."""
+    """The card's text with the name it was rendered for (title, `load(...)`, `load_pipeline(...)`, `--model`,
+    `--pipeline`) replaced by `repo_id`."""
     old = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), None)
     if old is None or old == repo_id:
         return text
@@ -150,6 +199,8 @@ def retargeted_card(text: str, repo_id: str) -> str:
         text.replace(f"\n# {old}\n", f"\n# {repo_id}\n", 1)
         .replace(f'mlx_segmentation.load("{old}")', f'mlx_segmentation.load("{repo_id}")')
         .replace(f"--model {old} ", f"--model {repo_id} ")
+        .replace(f'load_pipeline("{old}")', f'load_pipeline("{repo_id}")')
+        .replace(f"--pipeline {old}\n", f"--pipeline {repo_id}\n")
     )
 
 

@@ -64,7 +64,7 @@ def _refusal(out: Path, reason: str) -> OutputError:
 
 def current_pipeline(out: Path, source: PipelineFolder, dtype: str) -> PipelineManifest:
     """The pipeline manifest of `out` if it holds this pipeline build: the same source files, by this converter,
-    both models up to date (checked, passed, as sealed), the pipeline checks not failed, every file as sealed."""
+    both models up to date (checked, passed, as sealed), the pipeline checks passed, every file as sealed."""
     try:
         manifest = PipelineManifest.model_validate_json((out / PIPELINE_MANIFEST_FILE).read_bytes())
     except FileNotFoundError:
@@ -77,10 +77,12 @@ def current_pipeline(out: Path, source: PipelineFolder, dtype: str) -> PipelineM
         raise _refusal(out, f"differs: converted from other sources ({', '.join(names)})")
     if manifest.converter_version != __version__:
         raise _refusal(out, f"differs: built by converter {manifest.converter_version}, this is {__version__}")
-    if manifest.checks is not None and not manifest.checks.passed:
-        raise _refusal(out, "its pipeline checks did not pass")
     for folder, checkpoint in ((SEGMENTATION_FOLDER, source.segmentation), (EMBEDDING_FOLDER, source.embedding)):
         current_build(out / folder, source.record.files[checkpoint.relative_to(source.folder).as_posix()].sha256, dtype)
+    if manifest.checks is None:
+        raise _refusal(out, "was built without the pipeline checks")
+    if not manifest.checks.passed:  # not written by this converter, which refuses to seal a failing pipeline
+        raise _refusal(out, "its pipeline checks did not pass")
     try:
         verify_pipeline_files(out, manifest)
     except ModelLoadError as error:

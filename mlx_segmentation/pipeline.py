@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -36,6 +37,9 @@ from .windows import WindowBatch, slide
 
 # progress(stage, windows): `windows` more windows done in stage "segmentation" or "embeddings"
 Progress = Callable[[str, int], None]
+# hook(step, artefact), as pyannote's: "segmentation" (`Segmentations`), "speaker_counting" (`FrameScores`),
+# "embeddings" ((windows, local speakers, dimension)) and "clusters" (`Clusters`), each when computed
+Hook = Callable[[str, Any], None]
 
 
 @dataclass
@@ -150,15 +154,19 @@ class SpeakerDiarization:
         min_speakers: int | None = None,
         max_speakers: int | None = None,
         progress: Progress | None = None,
+        hook: Hook | None = None,
     ) -> Diarization:
         """Diarize a file (any format soundfile reads, any rate) or an array (with `sample_rate`)."""
+        hook = hook or (lambda step, artefact: None)
         num_speakers, min_speakers, max_speakers = set_num_speakers(num_speakers, min_speakers, max_speakers)
         rate = self.segmentation.config.sample_rate
         segmentations = segment_windows(
             self.segmentation, open_audio(audio, rate, source_rate=sample_rate), self.config, progress
         )
+        hook("segmentation", segmentations)
         binarized, chunks = segmentations.binarized, segmentations.chunks
         count = speaker_count(binarized, chunks, segmentations.frames)
+        hook("speaker_counting", count)
         if np.nanmax(count.data) == 0:
             return Diarization([], [], np.zeros((0, self.embedding.dimension)))
 
@@ -171,7 +179,9 @@ class SpeakerDiarization:
             self.config,
             progress,
         )
+        hook("embeddings", embeddings)
         clusters = self.clustering(embeddings, binarized, num_speakers, min_speakers, max_speakers)
+        hook("clusters", clusters)
         return diarization_from_clusters(
             segmentations.scores,
             chunks,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pipeline_sources import make_3_1, make_community_1
 from plda_fixture import write_plda
 from pyannote.audio import Model
 from pyannote.audio.core.plda import PLDA as TheirPLDA
@@ -32,7 +33,10 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 
 import mlx_segmentation
 from checks.audio import read_mono, sample_wav
+from checks.diarization import DiarizationCheckReport
 from converter.build import build
+from converter.cli import pipeline_checker
+from converter.pipeline_build import PipelineChecksFailed, build_pipeline
 from mlx_segmentation import fbank
 from mlx_segmentation import pipeline as pipeline_module
 from mlx_segmentation.audio import open_audio
@@ -120,8 +124,9 @@ THEIR_EMBEDDINGS: dict[tuple[bytes, bool], np.ndarray] = {}  # by binarized segm
 
 @pytest.fixture(scope="module", autouse=True)
 def embed_once():
-    """Our `embed_windows` run once per set of masks, then reused (see the module's docstring)."""
-    original = pipeline_module.embed_windows
+    """Our `embed_windows` and pyannote's `get_embeddings` run once per input, then reused (see the module's
+    docstring); every pipeline in this module embeds with the same weights."""
+    original, their_original = pipeline_module.embed_windows, TheirDiarization.get_embeddings
 
     def cached(model, source, segmentation, masks, config, progress=None):
         key = masks.tobytes()
@@ -129,22 +134,18 @@ def embed_once():
             OUR_EMBEDDINGS[key] = original(model, source, segmentation, masks, config, progress)
         return OUR_EMBEDDINGS[key].copy()
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline_module, "embed_windows", cached)
-        yield
-
-
-def their_embeddings_once(pipeline: TheirDiarization) -> None:
-    """pyannote's `get_embeddings` run once per input, then reused."""
-    original = pipeline.get_embeddings
-
-    def cached(file, binary_segmentations, exclude_overlap=False, hook=None):
+    def their_cached(self, file, binary_segmentations, exclude_overlap=False, hook=None):
         key = (binary_segmentations.data.tobytes(), exclude_overlap)
         if key not in THEIR_EMBEDDINGS:
-            THEIR_EMBEDDINGS[key] = original(file, binary_segmentations, exclude_overlap=exclude_overlap, hook=hook)
+            THEIR_EMBEDDINGS[key] = their_original(
+                self, file, binary_segmentations, exclude_overlap=exclude_overlap, hook=hook
+            )
         return THEIR_EMBEDDINGS[key].copy()
 
-    pipeline.get_embeddings = cached
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline_module, "embed_windows", cached)
+        patch.setattr(TheirDiarization, "get_embeddings", their_cached)
+        yield
 
 
 def run(models: Models, name: str, bounds: str) -> Run:
@@ -166,7 +167,6 @@ def run(models: Models, name: str, bounds: str) -> Run:
             )
             mine = time.process_time() - start
             their_pipeline = theirs(models, name)
-            their_embeddings_once(their_pipeline)
             start = time.process_time()
             expected = their_pipeline.apply(sample_file(), num_speakers, min_speakers, max_speakers, hook=hook)
         RUNS[name, bounds] = Run(diarization, expected, steps, (mine, time.process_time() - start))
@@ -244,6 +244,50 @@ def test_diarization_equals_pyannote(models, name, bounds):
     np.testing.assert_array_equal(~mine.any(axis=1), zero)
     print(f"  speakers {len(mine)}, min centroid cosine {np.min(cosine(mine[~zero], their[~zero])):.8f}")
     assert np.min(cosine(mine[~zero], their[~zero])) >= 0.9999
+
+
+SOURCES = {"community-1": make_community_1, "3.1": make_3_1}
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_pipeline_build_is_checked_against_pyannote(models, tmp_path, name):
+    """`build --pipeline`'s checks: both pipelines on sample.wav, every stage compared, the report sealed."""
+    source = SOURCES[name](tmp_path / "source", models.segmentation_checkpoint, models.embedding_checkpoint)
+    out = tmp_path / "pipeline"
+    result = build_pipeline(source, out, check_pipeline=pipeline_checker(label=name, log=quiet), log=quiet)
+    report = DiarizationCheckReport.model_validate_json((out / "checks.json").read_text())
+    print(report.table())
+    (check,) = report.diarization
+    assert report.passed and check.passed and check.clustering == CLUSTERINGS[name][0]
+    assert result.manifest.checks.passed and result.manifest.checks.summary == report.summary()
+    assert "checks.json" in result.manifest.files and mlx_segmentation.load_pipeline(out)
+    assert check.clusters_on_their_embeddings_equal and check.partition_equal
+    assert check.reconstruction_on_their_clusters_equal and check.rttm_identical and check.der_vs_pyannote == 0
+    assert check.speakers == check.reference_speakers == 2 and check.min_speaker_embedding_cosine >= 0.9999
+    assert check.der_vs_truth == check.reference_der_vs_truth
+
+
+@pytest.mark.slow
+def test_a_pipeline_unlike_pyannote_is_not_written(models, tmp_path, monkeypatch):
+    """A deliberate bug (overlapped speech counted as one speaker): the checks fail and nothing is written."""
+    source = make_community_1(tmp_path / "source", models.segmentation_checkpoint, models.embedding_checkpoint)
+
+    def one_at_a_time(binarized, chunks, frames):
+        count = speaker_count(binarized, chunks, frames)
+        return type(count)(np.minimum(count.data, 1), count.frames)
+
+    monkeypatch.setattr(pipeline_module, "speaker_count", one_at_a_time)
+    with pytest.raises(PipelineChecksFailed) as failed:
+        build_pipeline(source, tmp_path / "pipeline", check_pipeline=pipeline_checker(label="x", log=quiet), log=quiet)
+    (check,) = failed.value.report.diarization
+    print(failed.value.report.table())
+    assert check.count_differing > 0 and check.der_vs_pyannote > 0.001 and not check.passed
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["source"]
 
 
 def test_silence_is_nobody(models):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from plda_fixture import write_plda
+from pipeline_sources import COMMUNITY_1, SPEAKER_DIARIZATION_3_1, make_3_1, make_community_1
 from pydantic import BaseModel
 
 from converter.cli import main
@@ -25,60 +25,6 @@ from mlx_segmentation.pipeline_loading import load_pipeline_parts
 from mlx_segmentation.plda import PLDA
 
 ROOT = Path(__file__).resolve().parent.parent
-
-COMMUNITY_1 = {
-    "dependencies": {"pyannote.audio": "4.0.0"},
-    "pipeline": {
-        "name": "pyannote.audio.pipelines.SpeakerDiarization",
-        "params": {
-            "clustering": "VBxClustering",
-            "embedding": "$model/embedding",
-            "embedding_batch_size": 32,
-            "embedding_exclude_overlap": True,
-            "plda": "$model/plda",
-            "segmentation": "$model/segmentation",
-            "segmentation_batch_size": 32,
-        },
-    },
-    "params": {"clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}, "segmentation": {"min_duration_off": 0.0}},
-}
-SPEAKER_DIARIZATION_3_1 = {
-    "version": "3.1.0",
-    "pipeline": {
-        "name": "pyannote.audio.pipelines.SpeakerDiarization",
-        "params": {
-            "clustering": "AgglomerativeClustering",
-            "embedding": "models/embedding.bin",
-            "embedding_batch_size": 32,
-            "embedding_exclude_overlap": True,
-            "segmentation": "models/segmentation.bin",
-            "segmentation_batch_size": 32,
-        },
-    },
-    "params": {
-        "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
-        "segmentation": {"min_duration_off": 0.0},
-    },
-}
-
-
-def make_community_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
-    """community-1's layout: `$model/...` sub-folders of pytorch_model.bin, and the PLDA's two .npz files."""
-    for name, checkpoint in (("segmentation", segmentation), ("embedding", embedding)):
-        (folder / name).mkdir(parents=True)
-        shutil.copyfile(checkpoint, folder / name / "pytorch_model.bin")
-    write_plda(folder / "plda", seed=1, psi_scale=10.0)
-    (folder / "config.yaml").write_text(yaml.safe_dump(COMMUNITY_1))
-    return folder
-
-
-def make_3_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
-    """speaker-diarization-3.1's configuration, with its two models as files relative to the folder."""
-    (folder / "models").mkdir(parents=True)
-    shutil.copyfile(segmentation, folder / "models" / "segmentation.bin")
-    shutil.copyfile(embedding, folder / "models" / "embedding.bin")
-    (folder / "config.yaml").write_text(yaml.safe_dump(SPEAKER_DIARIZATION_3_1))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -321,9 +267,19 @@ def passing_checker(folder: Path, source) -> PassingReport:
     return PassingReport(weights_sha256=sha256_file(folder / "model.safetensors"), source_sha256=source.sha256)
 
 
+def passing_pipeline_checker(folder: Path, source) -> PassingReport:
+    return PassingReport(weights_sha256="", source_sha256="")
+
+
 def test_a_second_build_of_the_same_sources_is_up_to_date(sources, tmp_path, capsys):
     out = tmp_path / "pipeline"
-    build_pipeline(sources["community-1"], out, check=passing_checker, log=lambda message: None)
+    build_pipeline(
+        sources["community-1"],
+        out,
+        check=passing_checker,
+        check_pipeline=passing_pipeline_checker,
+        log=lambda message: None,
+    )
     sealed = (out / "manifest.json").read_bytes()
     for extra in ([], ["--no-checks"]):
         assert main(["build", *extra, "--pipeline", str(sources["community-1"]), "--out", str(out)]) == 0
@@ -338,6 +294,10 @@ def test_a_second_build_of_the_same_sources_is_up_to_date(sources, tmp_path, cap
 def test_other_sources_or_unchecked_builds_are_not_up_to_date(built, sources, tmp_path, capsys):
     assert main(["build", "--pipeline", str(sources["community-1"]), "--out", str(built["community-1"])]) == 2
     assert "was built with --no-checks; pass --force to replace it" in capsys.readouterr().err
+    models_only = tmp_path / "models-checked"
+    build_pipeline(sources["community-1"], models_only, check=passing_checker, log=lambda message: None)
+    assert main(["build", "--pipeline", str(sources["community-1"]), "--out", str(models_only)]) == 2
+    assert "was built without the pipeline checks; pass --force to replace it" in capsys.readouterr().err
     assert main(["build", "--pipeline", str(sources["3.1"]), "--out", str(built["community-1"])]) == 2
     assert "differs: converted from other sources" in capsys.readouterr().err
 
@@ -351,6 +311,32 @@ def test_the_pipeline_checks_summary_is_recorded(sources, tmp_path):
     build_pipeline(sources["3.1"], out, check_pipeline=check_pipeline, log=lambda message: None)
     parts = load_pipeline_parts(out)
     assert parts.manifest.checks.passed and parts.manifest.checks.summary == "passed (stand-in)"
+
+
+class FailingPipelineReport(BaseModel):
+    passed: bool = False
+
+    def summary(self) -> str:
+        return "FAILED: sample.wav: DER vs pyannote 12.000% (stand-in)"
+
+    def table(self) -> str:
+        return "pipeline check (stand-in table)"
+
+
+def test_a_failing_pipeline_is_not_written(sources, tmp_path, capsys, monkeypatch):
+    """The pipeline checks' table on stdout, one error line, exit 1 as for failing model checks, and no folder."""
+    from converter import cli
+
+    monkeypatch.setattr(cli, "parity_checker", lambda *args, **kwargs: passing_checker)
+    monkeypatch.setattr(cli, "pipeline_checker", lambda label: lambda folder, source: FailingPipelineReport())
+    out = tmp_path / "pipeline"
+    assert main(["build", "--pipeline", str(sources["community-1"]), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "pipeline check (stand-in table)" in printed.out
+    assert printed.err.splitlines()[-1] == (
+        "error: the pipeline checks failed, nothing written: FAILED: sample.wav: DER vs pyannote 12.000% (stand-in)"
+    )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_hub_repo_downloads_exactly_the_sealed_files(built, tmp_path, monkeypatch):
@@ -412,3 +398,62 @@ def test_diarize_cli_runs_a_built_pipeline(built, tmp_path):
     assert np.array_equal(np.load(tmp_path / "e.npy"), result.speaker_embeddings)
     exclusive = diarize_cli(str(clip), "--pipeline", str(built["community-1"]), "--exclusive")
     assert exclusive.returncode == 0 and exclusive.stdout == result.to_rttm("clip", exclusive=True)
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory, sources) -> Path:
+    """A community-1 pipeline built with stand-in checks (models and pipeline), as a publishable folder."""
+    out = tmp_path_factory.mktemp("checked") / "speaker-diarization"
+    build_pipeline(
+        sources["community-1"],
+        out,
+        check=passing_checker,
+        check_pipeline=passing_pipeline_checker,
+        log=lambda message: None,
+    )
+    return out
+
+
+def test_push_publishes_a_checked_pipeline_in_one_commit(checked, tmp_path):
+    from test_hub import RecordingHub
+
+    from converter.publish import push
+
+    folder = tmp_path / "speaker-diarization"
+    shutil.copytree(checked, folder)
+    hub = RecordingHub()
+    push(folder, "me/diarization", api=hub, log=lambda message: None)
+    assert [call[0] for call in hub.calls] == ["create_repo", "create_commit"]
+    manifest = load_pipeline_parts(folder).manifest  # resealed after the card was retargeted
+    assert sorted(hub.repo) == sorted([*manifest.files, "manifest.json"])
+    assert {"segmentation/model.safetensors", "embedding/checks.json", "plda.safetensors", "checks.json"} <= set(
+        hub.repo
+    )
+    assert all(hub.repo[name] == (folder / name).read_bytes() for name in hub.repo)
+    card = hub.repo["README.md"].decode()
+    assert "# me/diarization" in card and 'load_pipeline("me/diarization")' in card
+    assert "--pipeline me/diarization\n" in card and "# speaker-diarization\n" not in card
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    {
+        "pipeline checks not run": (None, "the pipeline checks were never run; build it without --no-checks"),
+        "a file changed": (flip_last_byte("plda.safetensors"), "does not match its sha256"),
+        "a model's checks not run": ("no checks", "the checks were never run on this model"),
+    }.values(),
+    ids=["pipeline checks not run", "a file changed", "a model's checks not run"],
+)
+def test_push_refuses_unchecked_or_changed_pipelines(checked, sources, tmp_path, edit, message):
+    from converter.publish import PublishError, push
+
+    folder = tmp_path / "speaker-diarization"
+    if edit is None:
+        build_pipeline(sources["community-1"], folder, check=passing_checker, log=lambda message: None)
+    elif edit == "no checks":
+        build_pipeline(sources["community-1"], folder, check_pipeline=passing_pipeline_checker, log=print)
+    else:
+        shutil.copytree(checked, folder)
+        edit(folder)
+    with pytest.raises(PublishError, match=message):
+        push(folder, "me/diarization", dry_run=True, log=lambda message: None, show=lambda line: None)
