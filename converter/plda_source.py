@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_segmentation.plda import expected_shapes
+from mlx_segmentation.plda import PLDA_FILES, expected_shapes
 
 from .errors import ConverterError
 
-PLDA_ARRAYS = {"xvec_transform.npz": ("mean1", "mean2", "lda"), "plda.npz": ("mu", "tr", "psi")}
 MAX_DIMENSION = 4096
 
 
@@ -25,10 +24,10 @@ class PLDAError(ConverterError):
 
 def read_plda(transform: Path, plda: Path) -> dict[str, np.ndarray]:
     """The six arrays as float64, checked against one another; `check_dimension` ties them to the embeddings."""
-    arrays = {**_read_npz(transform, PLDA_ARRAYS["xvec_transform.npz"]), **_read_npz(plda, PLDA_ARRAYS["plda.npz"])}
+    arrays = {**_read_npz(transform, PLDA_FILES["xvec_transform.npz"]), **_read_npz(plda, PLDA_FILES["plda.npz"])}
     expected = expected_shapes(arrays)
     for name, shape in expected.items():
-        path = transform if name in PLDA_ARRAYS["xvec_transform.npz"] else plda
+        path = transform if name in PLDA_FILES["xvec_transform.npz"] else plda
         if arrays[name].shape != shape or not 0 < arrays[name].size <= MAX_DIMENSION**2:
             raise PLDAError(
                 f"{path}: {name} has shape {arrays[name].shape}; expected {_shapes()} (x-vectors of D, LDA of L dims)"

@@ -21,11 +21,11 @@ from .families import CONFIG, family
 from .loading import ModelLoadError, load
 from .manifest import CONFIG_FILE
 from .outputs import check_output_file
+from .progress import PROGRESS_AFTER_SECONDS, expected_file_windows
 from .pyannet import PyanNet
 from .speech import detect_speech
-from .windows import default_step, expected_windows
+from .windows import default_step
 
-PROGRESS_AFTER_SECONDS = 60.0  # show a progress bar for recordings longer than this
 DEFAULT_MODEL = Path("dist/segmentation-3.0")  # where `python -m converter build` writes the main recipe
 THRESHOLDS = ("onset", "offset", "min-duration-on", "min-duration-off")
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{chosen} holds a speaker-{task} model; speech detection needs a segmentation model")
         params = speech_params(args, model)
         step = args.step or default_step(model.specifications)
-        expected = _expected_windows(args.audio, model, step)
+        expected = expected_file_windows(args.audio, model.specifications.duration, step)
         with tqdm(total=expected, unit="window", file=sys.stderr, disable=None, leave=False) as bar:
             if bar.total is None or bar.total * step < PROGRESS_AFTER_SECONDS:
                 bar.disable = True
@@ -157,16 +157,6 @@ def speech_params(args: argparse.Namespace, model: PyanNet) -> BinarizeParams:
         first = error.errors()[0]
         option = "--" + str(first["loc"][0]).replace("_", "-")
         raise ValueError(f"{option}: {first['msg'].lower()}, got {first['input']!r}") from None
-
-
-def _expected_windows(audio: Path, model: PyanNet, step: float) -> int | None:
-    import soundfile
-
-    try:
-        duration = soundfile.info(str(audio)).duration
-    except Exception:
-        return None
-    return expected_windows(duration, model.specifications.duration, step)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .audio import AudioError
 from .diarization import set_num_speakers
 from .loading import ModelLoadError
 from .outputs import check_output_file
 from .pipeline_loading import load_pipeline
+from .progress import StageBars, expected_file_windows
 
 DEFAULT_PIPELINE = Path("dist/speaker-diarization")  # where the README's `converter build --pipeline` writes
 
@@ -51,14 +51,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PIPELINE_DIR --out dist/speaker-diarization`, or pass --pipeline (a folder or a Hub repo id)"
             )
         pipeline = load_pipeline(where)
-        with tqdm(unit="window", file=sys.stderr, disable=None, leave=False) as bar:
+        window = pipeline.segmentation.specifications.duration
+        step = pipeline.config.segmentation_step * window
+        bars = StageBars(expected_file_windows(args.audio, window, step), step)
+        try:
             result = pipeline(
                 args.audio,
                 num_speakers=args.num_speakers,
                 min_speakers=args.min_speakers,
                 max_speakers=args.max_speakers,
-                progress=lambda stage, windows: (bar.set_description(stage), bar.update(windows)),
+                progress=bars,
             )
+        finally:
+            bars.close()
     except (AudioError, ModelLoadError, ValueError, OSError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2

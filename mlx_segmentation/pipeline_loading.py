@@ -13,14 +13,12 @@ from .loading import ModelLoadError, _looks_like_repo_id, _parse, _read_file, do
 from .manifest import sha256_bytes
 from .pipeline_config import EMBEDDING_FOLDER, PIPELINE_CONFIG_FILE, PLDA_FILE, SEGMENTATION_FOLDER, DiarizationConfig
 from .pipeline_manifest import PIPELINE_MANIFEST_FILE, PipelineManifest
-from .plda import PLDA, expected_shapes
+from .plda import PLDA, PLDA_NAMES, expected_shapes
 from .pyannet import PyanNet
 from .wespeaker import WeSpeakerResNet34
 
 if TYPE_CHECKING:
     from .pipeline import SpeakerDiarization
-
-PLDA_NAMES = ("mean1", "mean2", "lda", "mu", "tr", "psi")
 
 
 class PipelineParts(NamedTuple):

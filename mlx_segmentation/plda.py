@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import eigh
 
+# pyannote's two PLDA files and the arrays each holds (`vbx_setup`); plda.safetensors holds all six
+PLDA_FILES = {"xvec_transform.npz": ("mean1", "mean2", "lda"), "plda.npz": ("mu", "tr", "psi")}
+PLDA_NAMES = tuple(name for names in PLDA_FILES.values() for name in names)
+
 
 def expected_shapes(arrays: dict[str, np.ndarray], dimension: int | None = None) -> dict[str, tuple[int, ...]]:
     """The shape each of the six arrays must have (`vbx_setup`): x-vectors of D dimensions (`dimension`, else

@@ -9,7 +9,6 @@ for it. Memory does not grow with the number of windows (only `OverlapAdd`'s per
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +27,13 @@ def default_step(spec: Specifications) -> float:
     return 0.1 * spec.duration if spec.warm_up[0] == 0.0 else spec.warm_up[0]
 
 
-def expected_windows(duration: float, window: float, step: float) -> int:
-    """About how many windows `Inference.slide` cuts from `duration` seconds (full ones, then a padded one), for
-    progress bars and reports: one too many when the recording ends exactly on a full window."""
-    return 1 if duration <= window else math.floor((duration - window) / step) + 2
+def expected_windows(duration: float, window: float, step: float, sample_rate: int = 16000) -> int:
+    """How many windows `window_batches` (as `Inference.slide`) cuts from `duration` seconds: full windows every
+    `step`, then a zero-padded one unless the recording ends exactly on the last full window."""
+    total, window_size = round(duration * sample_rate), round(window * sample_rate)
+    step_size = round(step * sample_rate)
+    full = 0 if total < window_size else (total - window_size) // step_size + 1
+    return full + (total < window_size or (total - window_size) % step_size > 0)
 
 
 @dataclass
