@@ -7,6 +7,11 @@ import os
 # PyTorch's own float32 error. Exact float32 unless the user chose before importing us.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
+# Before MLX is imported: on Linux, MKL's matrix products for MLX's CPU backend, if installed (see cpu_blas).
+from .cpu_blas import load as load_cpu_blas  # noqa: E402
+
+load_cpu_blas()
+
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .loading import ModelLoadError, load
 from .pipeline_loading import load_pipeline

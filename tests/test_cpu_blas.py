@@ -1,0 +1,70 @@
+"""MKL serves MLX's CPU matrix products on Linux where it is installed (the dev install puts it there), and only
+when loaded before MLX; `MLX_SEGMENTATION_BLAS=reference` keeps MLX's bundled BLAS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mlx_segmentation import cpu_blas
+
+PROBE = """
+import sys
+{first}
+import mlx.core as mx
+from mlx_segmentation import cpu_blas
+a = mx.ones((64, 64))
+mx.eval(a @ a)
+maps = open("/proc/self/maps").read()
+print(cpu_blas.loaded is not None, "libmkl_core" in maps, "libblas" in maps)
+"""
+
+LINUX_X86 = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
+
+
+def probe(first: str, **env: str) -> list[str]:
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE.format(first=first)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != cpu_blas.CHOICE} | env,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+@pytest.mark.skipif(not LINUX_X86, reason="the cpu extra installs MKL on Linux x86-64 only")
+def test_the_dev_install_has_mkl_and_mlx_uses_it():
+    assert cpu_blas.mkl_library() is not None  # pyproject's dev extra includes cpu on this platform
+    loaded, mkl_mapped, _ = probe("import mlx_segmentation")
+    assert loaded == "True" and mkl_mapped == "True"  # MKL's kernels were loaded by MLX's product
+
+
+@pytest.mark.skipif(not LINUX_X86, reason="the cpu extra installs MKL on Linux x86-64 only")
+def test_reference_keeps_mlx_own_blas():
+    assert probe("import mlx_segmentation", MLX_SEGMENTATION_BLAS="reference")[:2] == ["False", "False"]
+
+
+@pytest.mark.skipif(not LINUX_X86, reason="the cpu extra installs MKL on Linux x86-64 only")
+def test_too_late_once_mlx_is_imported():
+    """Loaded after MLX, MKL would not serve it: nothing is loaded, and MLX keeps its own BLAS."""
+    assert probe("import mlx.core; import mlx_segmentation")[:2] == ["False", "False"]
+
+
+@pytest.mark.slow
+def test_the_checks_pass_on_mlx_own_blas_too(real_checkpoint_3, fixture_checkpoints, tmp_path):
+    """Where MKL is not installed (a runtime-only install, macOS aside), MLX's bundled BLAS computes: the real
+    segmentation-3.0 and the WeSpeaker fixture pass their parity checks there as well."""
+    for name, checkpoint in (("segmentation-3.0", real_checkpoint_3), ("wespeaker", fixture_checkpoints["wespeaker"])):
+        command = ["build", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name)]
+        build = subprocess.run(
+            [sys.executable, "-m", "converter", *command],
+            capture_output=True,
+            text=True,
+            env=os.environ | {cpu_blas.CHOICE: "reference"},
+        )
+        assert build.returncode == 0, build.stderr[-2000:]
+        assert "; checks passed: " in build.stdout.splitlines()[-1]
