@@ -228,6 +228,7 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
         expected = theirs.apply(file, hook=their_hook)
 
     segmentation, their_segmentation = ours_steps["segmentation"], their_steps["segmentation"]
+    their_binarized = their_binary_segmentation(theirs, their_segmentation)
     count, their_count = ours_steps["speaker_counting"], their_steps["speaker_counting"]
     embeddings, their_embeddings = ours_steps["embeddings"], their_steps["embeddings"]
     same_shapes = (
@@ -249,7 +250,7 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
     their_clusters = Clusters(
         *theirs.clustering(
             embeddings=their_embeddings.copy(),
-            segmentations=their_segmentation,
+            segmentations=their_binarized,
             num_clusters=num_speakers,
             min_clusters=min_speakers,
             max_clusters=max_speakers,
@@ -257,9 +258,7 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
             frames=theirs._segmentation.model.receptive_field,
         )
     )
-    clusters = ours.clustering(
-        their_embeddings.copy(), their_segmentation.data, num_speakers, min_speakers, max_speakers
-    )
+    clusters = ours.clustering(their_embeddings.copy(), their_binarized.data, num_speakers, min_speakers, max_speakers)
     chunks = SlidingWindow(
         start=their_segmentation.sliding_window.start,
         duration=their_segmentation.sliding_window.duration,
@@ -273,6 +272,7 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
         min_speakers,
         max_speakers,
         ours.config.min_duration_off,
+        binarized=their_binarized.data,
     )
 
     uri = recording.stem
@@ -307,7 +307,7 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
         duration=len(waveform) / rate,
         clustering=type(ours.clustering).__name__,
         windows=len(segmentation.binarized),
-        segmentation_differing=int(np.sum(segmentation.binarized != their_segmentation.data)),
+        segmentation_differing=int(np.sum(segmentation.binarized != their_binarized.data)),
         segmentation_values=segmentation.binarized.size,
         count_differing=int(np.sum(count.data != their_count.data)),
         count_frames=count.data.size,
@@ -332,6 +332,16 @@ def diarization_check(ours: SpeakerDiarization, theirs, recording: Path) -> Diar
     )
     check.passed = passes(check, len(mine) == 0)
     return check
+
+
+def their_binary_segmentation(theirs, segmentation):
+    """pyannote's per-window speaker activity as its `apply` clusters it: a powerset model's as is, a multilabel
+    model's thresholded by pyannote's own `binarize`."""
+    from pyannote.audio.utils.signal import binarize
+
+    if theirs._segmentation.model.specifications.powerset:
+        return segmentation
+    return binarize(segmentation, onset=theirs.segmentation.threshold, initial_state=False)
 
 
 def passes(c: DiarizationCheck, no_speakers: bool) -> bool:

@@ -62,3 +62,29 @@ def make_3_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
     shutil.copyfile(embedding, folder / "models" / "embedding.bin")
     (folder / "config.yaml").write_text(yaml.safe_dump(SPEAKER_DIARIZATION_3_1))
     return folder
+
+
+SPEAKER_DIARIZATION_2_1 = {  # pyannote/speaker-diarization 2.1's parameters, with the multilabel 2022 model
+    "pipeline": {
+        "name": "pyannote.audio.pipelines.SpeakerDiarization",
+        "params": {
+            "clustering": "AgglomerativeClustering",
+            "embedding": "models/embedding.bin",
+            "embedding_batch_size": 32,
+            "embedding_exclude_overlap": True,
+            "segmentation": "models/segmentation.bin",
+            "segmentation_batch_size": 32,
+        },
+    },
+    "params": {
+        "clustering": {"method": "centroid", "min_cluster_size": 15, "threshold": 0.7153814381597874},
+        "segmentation": {"min_duration_off": 0.5817029604921046, "threshold": 0.4442333667381752},
+    },
+}
+
+
+def make_2_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
+    """speaker-diarization 2.1's configuration (a multilabel segmentation model and its threshold)."""
+    make_3_1(folder, segmentation, embedding)
+    (folder / "config.yaml").write_text(yaml.safe_dump(SPEAKER_DIARIZATION_2_1))
+    return folder
