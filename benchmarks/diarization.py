@@ -61,7 +61,7 @@ from converter.pipeline_source import read_pipeline_folder  # noqa: E402
 from converter.reader import read_checkpoint  # noqa: E402
 from mlx_segmentation import recurrence  # noqa: E402
 from mlx_segmentation.pipeline import SpeakerDiarization  # noqa: E402
-from mlx_segmentation.pipeline_loading import load_pipeline_parts  # noqa: E402
+from mlx_segmentation.pipeline_loading import PipelineParts, load_pipeline_parts  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 SAMPLE_RATE = 16000
@@ -182,22 +182,29 @@ def source_folder(kind: str, folder: Path, segmentation: Path, embedding: Path) 
     return make(folder, segmentation, embedding)
 
 
-def pipelines(source: Path, out: Path, embedding_batch_size: int | None) -> tuple[SpeakerDiarization, Any, dict]:
-    """Ours (converted, no checks) and pyannote.audio's, with the same models and parameters; on the GPU if any."""
-    build_pipeline(source, out, check=None, log=lambda message: None)
-    parts = load_pipeline_parts(out)
+def our_pipeline(parts: PipelineParts, embedding_batch_size: int | None) -> SpeakerDiarization:
     config = parts.config
     if embedding_batch_size is not None:
         config = config.model_copy(update={"embedding_batch_size": embedding_batch_size})
-    ours = SpeakerDiarization(parts.segmentation, parts.embedding, config, parts.plda)
+    return SpeakerDiarization(parts.segmentation, parts.embedding, config, parts.plda)
+
+
+def pipelines(source: Path, out: Path, embedding_batch_size: int | None) -> tuple[PipelineParts, Any]:
+    """Ours converted (no checks) and loaded, and pyannote.audio's with the same models and parameters (and
+    the folder's batch sizes), on the GPU if any."""
+    build_pipeline(source, out, check=None, log=lambda message: None)
+    parts = load_pipeline_parts(out)
     read = read_pipeline_folder(source)
-    # pyannote's keeps the folder's batch sizes whatever ours uses
     theirs = pyannote_pipeline(
-        parts.config, read_checkpoint(read.segmentation), read_checkpoint(read.embedding), read.plda, ours
+        parts.config,
+        read_checkpoint(read.segmentation),
+        read_checkpoint(read.embedding),
+        read.plda,
+        our_pipeline(parts, embedding_batch_size),
     )
     if CUDA:
         theirs.to(torch.device("cuda"))
-    return ours, theirs, {"ours": config.model_dump(), "pyannote": parts.config.model_dump()}
+    return parts, theirs
 
 
 def warm_up(ours: SpeakerDiarization, theirs: Any, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:
@@ -212,27 +219,69 @@ def warm_up(ours: SpeakerDiarization, theirs: Any, seconds: float, log: Callable
     return result
 
 
-def measure(ours: SpeakerDiarization, theirs: Any, minutes: float, folder: Path, save: Callable[[dict], None], log):
-    """Speed, then parity, of one recording; `save` is called with the entry after each."""
+def warm_up_ours(
+    parts: PipelineParts, theirs: Any, seconds: float, sizes: list[int | None], log: Callable[[str], None]
+) -> tuple[SpeakerDiarization, dict[str, Any]]:
+    """The warm-up with our first embedding batch size that MLX runs (each failure recorded)."""
+    failures = []
+    for size in sizes:
+        ours = our_pipeline(parts, size)
+        try:
+            result = warm_up(ours, theirs, seconds, log)
+            return ours, {**result, "our_embedding_batch_size": ours.config.embedding_batch_size, "failures": failures}
+        except RuntimeError as error:
+            failures.append({"embedding_batch_size": ours.config.embedding_batch_size, "error": str(error)[:2000]})
+            log(f"warm-up failed with our embedding_batch_size {ours.config.embedding_batch_size}: {error}")
+    raise RuntimeError(f"every embedding batch size failed: {failures}")
+
+
+def measure(
+    ours: SpeakerDiarization,
+    theirs: Any,
+    minutes: float,
+    folder: Path,
+    parts: list[str],
+    entry: dict[str, Any],
+    save: Callable[[dict], None],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Speed, then parity (those of them in `parts`), of one recording, into `entry` (which may hold an earlier
+    run's other part); `save` is called with the entry after each step."""
     waveform = long_recording(minutes * 60)
     wav = folder / f"recording_{minutes:g}min.wav"
     soundfile.write(wav, waveform, SAMPLE_RATE, subtype="FLOAT")
     waveform, _ = read_mono(wav)  # what diarization_check reads
-    entry: dict[str, Any] = {"minutes": minutes, "duration_seconds": round(len(waveform) / SAMPLE_RATE, 3)}
+    entry.update(minutes=minutes, duration_seconds=round(len(waveform) / SAMPLE_RATE, 3))
+    if "speed" in parts:
+        speed(ours, theirs, waveform, minutes, wav.stem, entry, save, log)
+    if "parity" in parts:
+        start = time.perf_counter()
+        check = diarization_check(ours, theirs, wav)
+        entry["check_seconds"] = round(time.perf_counter() - start, 1)
+        entry["parity"] = check.model_dump()
+        log(f"{minutes:g} min parity: {'passed' if check.passed else 'FAILED'} {check.model_dump()}")
+        save(entry)
+    return entry
+
+
+def speed(
+    ours: SpeakerDiarization,
+    theirs: Any,
+    waveform: np.ndarray,
+    minutes: float,
+    uri: str,
+    entry: dict[str, Any],
+    save: Callable[[dict], None],
+    log: Callable[[str], None],
+) -> None:
+    """Each pipeline once on the recording, timed."""
     entry["ours"] = run_ours(ours, waveform)
     log(f"{minutes:g} min ours: {entry['ours']['total_seconds']} s {entry['ours']['stages']}")
     save(entry)
-    entry["pyannote"] = run_theirs(theirs, waveform, wav.stem)
+    entry["pyannote"] = run_theirs(theirs, waveform, uri)
     log(f"{minutes:g} min pyannote: {entry['pyannote']['total_seconds']} s {entry['pyannote']['stages']}")
     entry["pyannote_over_ours_time"] = round(entry["pyannote"]["total_seconds"] / entry["ours"]["total_seconds"], 3)
     save(entry)
-    start = time.perf_counter()
-    check = diarization_check(ours, theirs, wav)
-    entry["check_seconds"] = round(time.perf_counter() - start, 1)
-    entry["parity"] = check.model_dump()
-    log(f"{minutes:g} min parity: {'passed' if check.passed else 'FAILED'} {check.model_dump()}")
-    save(entry)
-    return entry
 
 
 def sha256(path: Path) -> str:
@@ -309,12 +358,17 @@ def main() -> None:
     parser.add_argument("--embedding", type=Path, required=True, help="pyannote WeSpeakerResNet34 checkpoint")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5.0, 60.0])
     parser.add_argument("--clustering", choices=["community-1", "3.1"], default="community-1")
+    parser.add_argument("--parts", nargs="+", choices=["speed", "parity"], default=["speed", "parity"])
     parser.add_argument("--warmup-seconds", type=float, default=30.0, help="of sample.wav, each pipeline once")
     parser.add_argument(
-        "--embedding-batch-size", type=int, default=None, help="ours only (default: the folder's, as pyannote's)"
+        "--embedding-batch-size",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="ours only, tried in turn until the warm-up runs (default: the folder's, which pyannote's uses)",
     )
     parser.add_argument("--out", type=Path, default=Path("diarization.json"))
-    parser.add_argument("--append", action="store_true", help="keep the recordings already in --out")
+    parser.add_argument("--append", action="store_true", help="keep the recordings (and parts) already in --out")
     args = parser.parse_args()
     if not import_pyannote_audio():
         raise SystemExit("this benchmark needs pyannote.audio 4.0.7")
@@ -327,21 +381,25 @@ def main() -> None:
     results = environment(args)
     previous = json.loads(args.out.read_text()) if args.append and args.out.is_file() else {}
     results["recordings"] = previous.get("recordings", [])
+    results["warmups"] = previous.get("warmups", [])
 
     def save(entry: dict | None = None) -> None:
-        recordings = [r for r in results["recordings"] if entry is None or r["minutes"] != entry["minutes"]]
-        results["recordings"] = sorted(recordings + ([entry] if entry else []), key=lambda r: r["minutes"])
+        others = [r for r in results["recordings"] if entry is None or r["minutes"] != entry["minutes"]]
+        results["recordings"] = sorted(others + ([entry] if entry else []), key=lambda r: r["minutes"])
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source = source_folder(args.clustering, folder / "source", args.segmentation, args.embedding)
-        ours, theirs, results["config"] = pipelines(source, folder / "ours", args.embedding_batch_size)
+        parts, theirs = pipelines(source, folder / "ours", args.embedding_batch_size[0])
         log(f"{results['device']}: MLX {results['mlx_device']} ({results['mlx_gpu_backend']}), torch {CUDA=}")
-        results["warmup"] = warm_up(ours, theirs, args.warmup_seconds, log)
+        ours, warmup = warm_up_ours(parts, theirs, args.warmup_seconds, args.embedding_batch_size, log)
+        results["config"] = {"ours": ours.config.model_dump(), "pyannote": parts.config.model_dump()}
+        results["warmups"].append({"minutes": args.minutes, "parts": args.parts, **warmup})
         save()
         for minutes in args.minutes:
-            measure(ours, theirs, minutes, folder, save, log)
+            entry = next((dict(r) for r in results["recordings"] if r["minutes"] == minutes), {})
+            measure(ours, theirs, minutes, folder, args.parts, entry, save, log)
     print(table(results["recordings"]))
 
 
