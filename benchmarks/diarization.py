@@ -15,7 +15,14 @@ After one warm-up run of each pipeline on the first `--warmup-seconds` of sample
 - PARITY: `checks.diarization.diarization_check` on the same recording written to a wav (it runs both
   pipelines again and compares every stage: segmentation, count, embeddings, clustering, DER, speakers).
 Results go to `--out` after each step (so a run cut short keeps what it measured); `--append` adds to the
-recordings already there. Set PYANNOTE_SAMPLE_WAV where pyannote.audio's sample.wav is not installed.
+recordings already there. Run from the repository root with PYTHONPATH=. (it imports checks/, converter/ and
+tests/pipeline_sources.py); set PYANNOTE_SAMPLE_WAV where pyannote.audio's sample.wav is not installed.
+benchmarks/gpu_diarization.sh is how it ran on the device's CUDA machine.
+
+Memory, per timed run: `mlx_peak_bytes` is `mx.get_peak_memory()` after `mx.reset_peak_memory()` (MLX's
+allocations, its weights included once it allocates); `torch_cuda_max_allocated_bytes` (and reserved) is
+PyTorch's CUDA allocator's peak after `reset_peak_memory_stats`, which starts from what is allocated then:
+pyannote's models stay on the GPU, so our run shows their resident weights there and nothing of its own.
 """
 
 from __future__ import annotations
