@@ -32,11 +32,12 @@ from pyannote.core import SlidingWindow as TheirWindow
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 import mlx_segmentation
-from checks.audio import read_mono, sample_wav
-from checks.diarization import DiarizationCheckReport
+from checks.audio import long_recording, read_mono, sample_wav
+from checks.diarization import DiarizationCheckReport, diarization_check, pyannote_pipeline
 from converter.build import build
 from converter.cli import pipeline_checker
 from converter.pipeline_build import PipelineChecksFailed, build_pipeline
+from converter.reader import read_checkpoint
 from mlx_segmentation import fbank
 from mlx_segmentation import pipeline as pipeline_module
 from mlx_segmentation.audio import open_audio
@@ -291,6 +292,25 @@ def test_a_pipeline_unlike_pyannote_is_not_written(models, tmp_path, monkeypatch
     print(failed.value.report.table())
     assert check.count_differing > 0 and check.der_vs_pyannote > 0.001 and not check.passed
     assert sorted(path.name for path in tmp_path.iterdir()) == ["source"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLUSTERINGS)
+def test_minutes_of_a_meeting_equal_pyannote(models, tmp_path, name):
+    """Three minutes of turns taken by sample.wav's two speakers, at different gains, with pauses (`long_recording`):
+    every stage against pyannote's, as the build's checks compare them on sample.wav."""
+    import soundfile
+
+    recording = tmp_path / "meeting.wav"
+    soundfile.write(recording, long_recording(180.0, seed=1), 16000)
+    pipeline = ours(models, name)
+    sources = [read_checkpoint(path) for path in (models.segmentation_checkpoint, models.embedding_checkpoint)]
+    plda = (models.plda_folder / "xvec_transform.npz", models.plda_folder / "plda.npz")
+    check = diarization_check(pipeline, pyannote_pipeline(pipeline.config, *sources, plda, pipeline), recording)
+    print(check.model_dump_json(indent=1))
+    assert check.duration >= 180.0 and check.passed
+    assert check.clusters_on_their_embeddings_equal and check.partition_equal
+    assert check.reconstruction_on_their_clusters_equal and check.der_vs_pyannote <= 0.001
 
 
 def test_silence_is_nobody(models):
