@@ -51,6 +51,7 @@ import torch  # noqa: E402
 
 if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
     torch.backends.cudnn.version()
+import mlx_segmentation  # noqa: E402, I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
 import mlx.core as mx  # noqa: E402
 
 from checks.audio import long_recording, read_mono, sample_wav  # noqa: E402
@@ -317,6 +318,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.allow_tf32,
         },
         "torch_threads": torch.get_num_threads(),
+        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
         "platform": platform.platform(),
         "versions": versions(),
         "clustering": args.clustering,

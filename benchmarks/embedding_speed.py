@@ -23,10 +23,10 @@ import torch
 
 if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
     torch.backends.cudnn.version()
+import mlx_segmentation  # noqa: E402, I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
 import mlx.core as mx  # noqa: E402
 from speed import timed, torch_sync
 
-import mlx_segmentation
 from checks.audio import speech_segments
 from checks.embedding_metrics import cosines
 from checks.reference import wespeaker_reference
@@ -51,6 +51,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
         "mlx_device": str(mx.default_device()),
         "torch_threads": torch.get_num_threads(),
+        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
     }
     with tempfile.TemporaryDirectory() as tmp:

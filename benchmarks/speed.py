@@ -31,9 +31,9 @@ import torch
 
 if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
     torch.backends.cudnn.version()
+import mlx_segmentation  # noqa: E402, I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
 import mlx.core as mx  # noqa: E402
 
-import mlx_segmentation
 from checks import reference
 from checks.audio import long_recording
 from converter.build import build
@@ -88,6 +88,7 @@ def main() -> None:
         "mlx_dtype": args.dtype,
         "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None) or "portable",
         "torch_threads": torch.get_num_threads(),
+        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
     }
 

@@ -44,6 +44,14 @@ def test_the_dev_install_has_mkl_and_mlx_uses_it():
 
 
 @pytest.mark.skipif(not LINUX_X86, reason="the cpu extra installs MKL on Linux x86-64 only")
+@pytest.mark.parametrize("entry", ["import converter.cli", "import checks.run", "import checks.diarization"])
+def test_every_entry_point_loads_it_before_mlx(entry):
+    """The converter's and the checks' modules import mlx_segmentation before MLX; so does this test session."""
+    assert probe(entry)[:2] == ["True", "True"]
+    assert cpu_blas.loaded is not None
+
+
+@pytest.mark.skipif(not LINUX_X86, reason="the cpu extra installs MKL on Linux x86-64 only")
 def test_reference_keeps_mlx_own_blas():
     assert probe("import mlx_segmentation", MLX_SEGMENTATION_BLAS="reference")[:2] == ["False", "False"]
 
