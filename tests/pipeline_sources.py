@@ -65,17 +65,7 @@ def make_3_1(folder: Path, segmentation: Path, embedding: Path) -> Path:
 
 
 SPEAKER_DIARIZATION_2_1 = {  # pyannote/speaker-diarization 2.1's parameters, with the multilabel 2022 model
-    "pipeline": {
-        "name": "pyannote.audio.pipelines.SpeakerDiarization",
-        "params": {
-            "clustering": "AgglomerativeClustering",
-            "embedding": "models/embedding.bin",
-            "embedding_batch_size": 32,
-            "embedding_exclude_overlap": True,
-            "segmentation": "models/segmentation.bin",
-            "segmentation_batch_size": 32,
-        },
-    },
+    "pipeline": SPEAKER_DIARIZATION_3_1["pipeline"],
     "params": {
         "clustering": {"method": "centroid", "min_cluster_size": 15, "threshold": 0.7153814381597874},
         "segmentation": {"min_duration_off": 0.5817029604921046, "threshold": 0.4442333667381752},

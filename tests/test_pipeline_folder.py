@@ -271,15 +271,9 @@ def passing_pipeline_checker(folder: Path, source) -> PassingReport:
     return PassingReport(weights_sha256="", source_sha256="")
 
 
-def test_a_second_build_of_the_same_sources_is_up_to_date(sources, tmp_path, capsys):
+def test_a_second_build_of_the_same_sources_is_up_to_date(checked, sources, tmp_path, capsys):
     out = tmp_path / "pipeline"
-    build_pipeline(
-        sources["community-1"],
-        out,
-        check=passing_checker,
-        check_pipeline=passing_pipeline_checker,
-        log=lambda message: None,
-    )
+    shutil.copytree(checked, out)
     sealed = (out / "manifest.json").read_bytes()
     for extra in ([], ["--no-checks"]):
         assert main(["build", *extra, "--pipeline", str(sources["community-1"]), "--out", str(out)]) == 0
