@@ -190,10 +190,12 @@ def source_folder(kind: str, folder: Path, segmentation: Path, embedding: Path) 
     return make(folder, segmentation, embedding)
 
 
-def our_pipeline(parts: PipelineParts, embedding_batch_size: int | None) -> SpeakerDiarization:
-    config = parts.config
-    if embedding_batch_size is not None:
-        config = config.model_copy(update={"embedding_batch_size": embedding_batch_size})
+def our_pipeline(
+    parts: PipelineParts, embedding_batch_size: int | None, segmentation_batch_size: int | None = None
+) -> SpeakerDiarization:
+    """Ours with the folder's config, its batch sizes replaced by those given (pyannote's keeps the folder's)."""
+    update = {"embedding_batch_size": embedding_batch_size, "segmentation_batch_size": segmentation_batch_size}
+    config = parts.config.model_copy(update={k: v for k, v in update.items() if v is not None})
     return SpeakerDiarization(parts.segmentation, parts.embedding, config, parts.plda)
 
 
@@ -228,12 +230,17 @@ def warm_up(ours: SpeakerDiarization, theirs: Any, seconds: float, log: Callable
 
 
 def warm_up_ours(
-    parts: PipelineParts, theirs: Any, seconds: float, sizes: list[int | None], log: Callable[[str], None]
+    parts: PipelineParts,
+    theirs: Any,
+    seconds: float,
+    sizes: list[int | None],
+    log: Callable[[str], None],
+    segmentation_batch_size: int | None = None,
 ) -> tuple[SpeakerDiarization, dict[str, Any]]:
     """The warm-up with our first embedding batch size that MLX runs (each failure recorded)."""
     failures = []
     for size in sizes:
-        ours = our_pipeline(parts, size)
+        ours = our_pipeline(parts, size, segmentation_batch_size)
         try:
             result = warm_up(ours, theirs, seconds, log)
             return ours, {**result, "our_embedding_batch_size": ours.config.embedding_batch_size, "failures": failures}
@@ -376,6 +383,9 @@ def main() -> None:
         default=[None],
         help="ours only, tried in turn until the warm-up runs (default: the folder's, which pyannote's uses)",
     )
+    parser.add_argument(
+        "--segmentation-batch-size", type=int, help="ours only (default: the folder's, which pyannote's uses)"
+    )
     parser.add_argument("--out", type=Path, default=Path("diarization.json"))
     parser.add_argument("--append", action="store_true", help="keep the recordings (and parts) already in --out")
     args = parser.parse_args()
@@ -402,7 +412,9 @@ def main() -> None:
         source = source_folder(args.clustering, folder / "source", args.segmentation, args.embedding)
         parts, theirs = pipelines(source, folder / "ours", args.embedding_batch_size[0])
         log(f"{results['device']}: MLX {results['mlx_device']} ({results['mlx_gpu_backend']}), torch {CUDA=}")
-        ours, warmup = warm_up_ours(parts, theirs, args.warmup_seconds, args.embedding_batch_size, log)
+        ours, warmup = warm_up_ours(
+            parts, theirs, args.warmup_seconds, args.embedding_batch_size, log, args.segmentation_batch_size
+        )
         results["config"] = {"ours": ours.config.model_dump(), "pyannote": parts.config.model_dump()}
         results["warmups"].append({"minutes": args.minutes, "parts": args.parts, **warmup})
         save()
