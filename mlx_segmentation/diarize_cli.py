@@ -35,7 +35,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exclusive", action="store_true", help="one speaker at a time (pyannote's exclusive diarization)")
     p.add_argument("--rttm", type=Path, help="write the speaker turns here (default: stdout)")
     p.add_argument("--embeddings", type=Path, help="write one embedding per speaker here (.npy), in label order")
+    for stage in ("segmentation", "embedding"):
+        p.add_argument(
+            f"--{stage}-batch-size",
+            type=int,
+            help=f"{stage} windows per forward (default: the pipeline's); the output does not change, only speed "
+            "and memory (on an H100, 256 segmentation windows took an hour's segmentation from 5.2 s to 1.2 s)",
+        )
     return p
+
+
+def batch_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """The batch sizes the command line overrides, each at least 1 (refused before any work otherwise)."""
+    chosen = {f"{stage}_batch_size": getattr(args, f"{stage}_batch_size") for stage in ("segmentation", "embedding")}
+    for name, size in chosen.items():
+        if size is not None and size < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {size}")
+    return {name: size for name, size in chosen.items() if size is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in (args.rttm, args.embeddings):
             check_output_file(path)
         set_num_speakers(args.num_speakers, args.min_speakers, args.max_speakers)  # refused before any work
+        overrides = batch_sizes(args)
         where = args.pipeline or str(DEFAULT_PIPELINE)
         if args.pipeline is None and not DEFAULT_PIPELINE.is_dir():
             raise ValueError(
@@ -51,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PIPELINE_DIR --out dist/speaker-diarization`, or pass --pipeline (a folder or a Hub repo id)"
             )
         pipeline = load_pipeline(where)
+        pipeline.config = pipeline.config.model_copy(update=overrides)
         window = pipeline.segmentation.specifications.duration
         step = pipeline.config.segmentation_step * window
         bars = StageBars(expected_file_windows(args.audio, window, step), step)

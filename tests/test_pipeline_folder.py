@@ -366,6 +366,8 @@ def diarize_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
         (["--rttm", "absent/out.rttm"], "does not exist"),
         (["--pipeline", "no/such-pipeline"], "no/such-pipeline"),
         ([], "no pipeline folder dist/speaker-diarization here"),
+        (["--segmentation-batch-size", "0"], "--segmentation-batch-size must be at least 1, got 0"),
+        (["--embedding-batch-size", "-3"], "--embedding-batch-size must be at least 1, got -3"),
     ],
 )
 def test_diarize_options_get_one_clear_line_before_any_work(tmp_path, options, message):
@@ -392,6 +394,9 @@ def test_diarize_cli_runs_a_built_pipeline(built, tmp_path):
     assert np.array_equal(np.load(tmp_path / "e.npy"), result.speaker_embeddings)
     exclusive = diarize_cli(str(clip), "--pipeline", str(built["community-1"]), "--exclusive")
     assert exclusive.returncode == 0 and exclusive.stdout == result.to_rttm("clip", exclusive=True)
+    one_at_a_time = ["--segmentation-batch-size", "1", "--embedding-batch-size", "1"]
+    batched = diarize_cli(str(clip), "--pipeline", str(built["community-1"]), *one_at_a_time)
+    assert batched.returncode == 0 and batched.stdout == run.stdout  # one window per forward: the same turns
 
 
 @pytest.fixture(scope="module")
