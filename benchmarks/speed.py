@@ -39,7 +39,7 @@ from checks.audio import long_recording
 from converter.build import build
 from converter.families import model_config
 from converter.reader import read_checkpoint
-from mlx_segmentation import recurrence
+from mlx_segmentation import pyannet, recurrence
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
 
@@ -74,8 +74,18 @@ def main() -> None:
         default="float32",
         help="MLX weights' dtype (PyTorch stays float32)",
     )
+    parser.add_argument(
+        "--torch-in-our-windowing",
+        action="store_true",
+        help="run PyTorch's model inside our windowing and aggregation even where pyannote.audio's pipeline is installed",
+    )
+    parser.add_argument(
+        "--sincnet-chunk-samples", type=int, help="override pyannet.SINCNET_CHUNK_SAMPLES (memory against speed)"
+    )
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     args = parser.parse_args()
+    if args.sincnet_chunk_samples:
+        pyannet.SINCNET_CHUNK_SAMPLES = args.sincnet_chunk_samples
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -86,7 +96,9 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
         "mlx_device": str(mx.default_device()),
         "mlx_dtype": args.dtype,
-        "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None) or "portable",
+        "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None)
+        or ("numpy" if recurrence.numpy_applies(mx.float32) and args.dtype == "float32" else "portable"),
+        "sincnet_chunk_samples": pyannet.SINCNET_CHUNK_SAMPLES,
         "torch_threads": torch.get_num_threads(),
         "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
@@ -118,7 +130,13 @@ def main() -> None:
                 ref(x_torch)
             torch_sync(device)
 
-        t_mlx, t_torch = timed(run_mlx, args.repeats), timed(run_torch, args.repeats)
+        mx.reset_peak_memory()
+        t_mlx = timed(run_mlx, args.repeats)
+        mlx_peak = round(mx.get_peak_memory() / 2**20, 1) if gpu else None
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t_torch = timed(run_torch, args.repeats)
+        torch_peak = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
         seconds = batch * model.specifications.duration
         rows.append(
             {
@@ -128,6 +146,8 @@ def main() -> None:
                 "mlx_audio_per_second": round(seconds / t_mlx, 1),
                 "torch_audio_per_second": round(seconds / t_torch, 1),
                 "mlx_over_torch_time": round(t_mlx / t_torch, 3),
+                "mlx_peak_memory_mib": mlx_peak,
+                "torch_peak_memory_mib": torch_peak,
             }
         )
         print(
@@ -142,17 +162,29 @@ def main() -> None:
         recording = long_recording(args.minutes * 60)
         results["recording_minutes"] = args.minutes
         results["pipeline_batch"] = args.pipeline_batch
+
+        peer = "ours" if args.torch_in_our_windowing else reference_name
+
+        def mlx_pipeline():
+            audio = open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate)
+            return segment(model, audio, batch_size=args.pipeline_batch)
+
+        # Twice each: the first run in a process also compiles kernels for the last batches' shapes.
+        start = time.perf_counter()
+        mlx_pipeline()
+        results["mlx_pipeline_first_seconds"] = round(time.perf_counter() - start, 2)
         mx.reset_peak_memory()
         start = time.perf_counter()
-        segmentation = segment(
-            model,
-            open_audio(recording, model.config.sample_rate, source_rate=model.config.sample_rate),
-            batch_size=args.pipeline_batch,
-        )
+        segmentation = mlx_pipeline()
         results["mlx_pipeline_seconds"] = round(time.perf_counter() - start, 2)
         results["mlx_peak_memory_mib"] = round(mx.get_peak_memory() / 2**20, 1) if gpu else None
         start = time.perf_counter()
-        torch_scores, how = torch_pipeline(ref, reference_name, recording, model, device, args.pipeline_batch)
+        torch_pipeline(ref, peer, recording, model, device, args.pipeline_batch)
+        results["torch_pipeline_first_seconds"] = round(time.perf_counter() - start, 2)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        torch_scores, how = torch_pipeline(ref, peer, recording, model, device, args.pipeline_batch)
         results["torch_pipeline_seconds"] = round(time.perf_counter() - start, 2)
         results["torch_pipeline"] = how
         results["torch_peak_memory_mib"] = (
@@ -216,9 +248,10 @@ class OnDevice:
         return self.tensor.float().cpu().numpy()
 
 
-def torch_pipeline(ref, reference_name: str, recording: np.ndarray, model, device: str, batch_size: int):
-    """Aggregated speech scores from PyTorch: pyannote's own pipeline if installed, else the torch model in ours."""
-    if reference_name == "pyannote.audio":
+def torch_pipeline(ref, peer: str, recording: np.ndarray, model, device: str, batch_size: int):
+    """Aggregated speech scores from PyTorch: pyannote's own pipeline if `peer` is "pyannote.audio", else the torch
+    model in ours."""
+    if peer == "pyannote.audio":
         from checks.pipeline import pyannote_speech
         from mlx_segmentation.binarize import default_speech_params
 

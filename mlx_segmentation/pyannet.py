@@ -23,6 +23,12 @@ CONV_KERNEL = 5
 POOL = 3
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default
 MIN_FRAMES = 2  # instance norm needs more than one frame: torch refuses one, pyannote's min_num_frames
+# Input samples per SincNet pass: a larger batch runs through SincNet in parts of this many windows'
+# samples, one after the other (evaluated in turn: queued together, a GPU holds every part's buffers
+# until it has run them all), so that its intermediates (about 330 bytes per input sample, most of
+# it the sinc convolution's unfolded input) stay near 1.4 GiB whatever the batch; the LSTM still
+# sees the whole batch.
+SINCNET_CHUNK_SAMPLES = 2**22
 
 
 def sincnet_layers(stride: int) -> list[tuple[int, int]]:
@@ -140,7 +146,17 @@ class SincNet(nn.Module):
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array) -> mx.array:
-        """(batch, samples) -> (batch, frames, 60)."""
+        """(batch, samples) -> (batch, frames, 60), `SINCNET_CHUNK_SAMPLES` at a time."""
+        chunk = max(1, SINCNET_CHUNK_SAMPLES // waveforms.shape[1])
+        if waveforms.shape[0] <= chunk:
+            return self.features(waveforms)
+        parts = []
+        for part in mx.split(waveforms, range(chunk, len(waveforms), chunk)):
+            parts.append(self.features(part))
+            mx.eval(parts[-1])  # each part finished before the next is queued, its intermediates released
+        return mx.concatenate(parts)
+
+    def features(self, waveforms: mx.array) -> mx.array:
         outputs = self.wav_norm1d(waveforms[:, :, None])
         for c in range(len(self.conv1d)):
             outputs = self.stage(c, outputs)

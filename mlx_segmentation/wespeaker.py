@@ -7,6 +7,8 @@ time, channels) here, so a kernel's height is frequency and its width time, as i
 
 from __future__ import annotations
 
+import os
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -16,6 +18,41 @@ from .config import WeSpeakerConfig
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
+# How convolutions run: "auto" (a matrix product over unfolded patches on CUDA, MLX's conv2d elsewhere),
+# "conv2d" or "matmul". MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some
+# batch shapes (benchmarks/conv2d_oom.py reproduces it); a float32 matrix product computes the same sums.
+CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
+
+
+def convolve_as_matmul() -> bool:
+    if CONV_ROUTE == "auto":
+        return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
+    return CONV_ROUTE == "matmul"
+
+
+def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> mx.array:
+    """mx.conv2d(x, weight, stride, padding) as one product: (batch, h, w, kh * kw * in) patches @ weight^T."""
+    out_channels, kernel_h, kernel_w, _ = weight.shape
+    if padding != (0, 0):
+        x = mx.pad(x, [(0, 0), (padding[0], padding[0]), (padding[1], padding[1]), (0, 0)])
+    height = (x.shape[1] - kernel_h) // stride[0] + 1
+    width = (x.shape[2] - kernel_w) // stride[1] + 1
+    patches = [
+        x[:, dy : dy + (height - 1) * stride[0] + 1 : stride[0], dx : dx + (width - 1) * stride[1] + 1 : stride[1]]
+        for dy in range(kernel_h)
+        for dx in range(kernel_w)
+    ]
+    unfolded = patches[0] if len(patches) == 1 else mx.concatenate(patches, axis=-1)
+    return unfolded @ weight.reshape(out_channels, -1).T
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters), run as `unfolded_conv2d` where `convolve_as_matmul()` says so."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not convolve_as_matmul():
+            return super().__call__(x)
+        return unfolded_conv2d(x, self.weight, self.stride, self.padding)
 
 
 class BasicBlock(nn.Module):
@@ -23,14 +60,14 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm(planes, eps=BN_EPS)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.conv2 = Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm(planes, eps=BN_EPS)
         self.shortcut = []
         if stride != 1 or in_planes != planes:
             self.shortcut = [
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                Conv2d(in_planes, planes, 1, stride=stride, bias=False),
                 nn.BatchNorm(planes, eps=BN_EPS),
             ]
 
@@ -48,7 +85,7 @@ class ResNet(nn.Module):
 
     def __init__(self, num_blocks: tuple[int, ...], m_channels: int, feat_dim: int, embed_dim: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
+        self.conv1 = Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm(m_channels, eps=BN_EPS)
         in_planes = m_channels
         for index, (blocks, stride) in enumerate(zip(num_blocks, (1, 2, 2, 2)), start=1):

@@ -19,6 +19,7 @@ import mlx_segmentation
 from checks.audio import speech_segments
 from mlx_segmentation.config import FbankConfig
 from mlx_segmentation.fbank import Fbank, mel_banks
+from mlx_segmentation import wespeaker
 from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
 
 
@@ -146,8 +147,13 @@ def test_manifest_records_batchnorm_and_every_source_tensor(wespeaker_converted,
     assert manifest["tensors"]["resnet.layer1.0.conv1.weight"]["shape"] == [32, 3, 3, 32]
 
 
-@pytest.mark.parametrize("seconds", [1.0, pytest.param(10.0, marks=pytest.mark.slow)])
-def test_loaded_model_equals_pyannote(wespeaker_converted, fixture_checkpoints, seconds):
+@pytest.mark.parametrize(
+    ("seconds", "route"),
+    [(1.0, "conv2d"), (1.0, "matmul"), pytest.param(10.0, "auto", marks=pytest.mark.slow)],
+)
+def test_loaded_model_equals_pyannote(wespeaker_converted, fixture_checkpoints, seconds, route, monkeypatch):
+    """Either way of convolving (MLX's conv2d, or the unfolded product CUDA uses) gives pyannote's embeddings."""
+    monkeypatch.setattr(wespeaker, "CONV_ROUTE", route)
     out = wespeaker_converted
     model = mlx_segmentation.load(out)
     assert isinstance(model, WeSpeakerResNet34) and model.dimension == 256

@@ -1,0 +1,48 @@
+"""The LSTM recurrence's CPU paths: the numpy loop (the CPU's default) against the portable MLX loop.
+
+Both are checked against PyTorch's LSTM by the component checks (tests/test_checks.py runs them on
+this CPU, through the numpy loop); this keeps the MLX loop, which GPUs use for other dtypes, equal to it.
+"""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_segmentation import recurrence
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_numpy_loop_equals_the_mlx_loop(directions: int, batch: int):
+    rng = np.random.default_rng(directions * 10 + batch)
+    hidden, steps = 16, 37
+    projected = mx.array(rng.normal(0, 3, (directions, batch, steps, 4 * hidden)).astype(np.float32))
+    Wh = mx.array(rng.normal(0, 0.3, (directions, 4 * hidden, hidden)).astype(np.float32))
+    h = mx.array(rng.normal(0, 1, (directions, batch, hidden)).astype(np.float32))
+    c = mx.array(rng.normal(0, 1, (directions, batch, hidden)).astype(np.float32))
+    ours = recurrence._run_numpy(projected, Wh, h, c)
+    portable = recurrence._run_portable(projected, Wh, h, c)
+    assert ours[0].shape == (batch, steps, directions * hidden)
+    for a, b in zip(ours, portable, strict=True):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=0, atol=2e-6)
+
+
+def test_the_cpu_runs_the_numpy_loop_unless_told_not_to(monkeypatch):
+    assert mx.default_device().type == mx.DeviceType.cpu
+    assert recurrence.numpy_applies(mx.float32)
+    assert not recurrence.numpy_applies(mx.float16)
+    monkeypatch.setattr(recurrence, "KERNEL_ENABLED", False)
+    assert not recurrence.numpy_applies(mx.float32)
+
+
+def test_sincnet_in_parts_equals_sincnet_whole(converted, monkeypatch):
+    """A batch larger than SINCNET_CHUNK_SAMPLES runs SincNet in parts (with a smaller last one): same features."""
+    from mlx_segmentation import load, pyannet
+
+    model = load(converted["segmentation-3.0"])
+    waveforms = mx.array(np.random.default_rng(0).normal(0, 0.1, (7, 160000)).astype(np.float32))
+    whole = model.sincnet(waveforms)
+    monkeypatch.setattr(pyannet, "SINCNET_CHUNK_SAMPLES", 3 * 160000)  # parts of 3, 3 and 1 windows
+    parts = model.sincnet(waveforms)
+    assert parts.shape == whole.shape == (7, 589, 60)
+    np.testing.assert_allclose(np.array(parts), np.array(whole), rtol=0, atol=1e-6)
