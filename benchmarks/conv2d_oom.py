@@ -11,7 +11,7 @@ reproduction (one `mx.conv2d` call with its shapes). `--route matmul` runs the m
 does on CUDA (`wespeaker.unfolded_conv2d`), to show the workaround at the same shapes.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
 
 import argparse
 import json
@@ -19,7 +19,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-import mlx_segmentation  # noqa: I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
+import mlx_segmentation
 import mlx.core as mx
 import numpy as np
 

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument(
         "--torch-in-our-windowing",
         action="store_true",
-        help="run PyTorch's model inside our windowing and aggregation even where pyannote.audio's pipeline is installed",
+        help="run PyTorch's model in our windowing and aggregation even where pyannote.audio's pipeline is installed",
     )
     parser.add_argument(
         "--sincnet-chunk-samples", type=int, help="override pyannet.SINCNET_CHUNK_SAMPLES (memory against speed)"

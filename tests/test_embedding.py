@@ -17,9 +17,9 @@ from pyannote.audio.models.embedding.wespeaker.resnet import TSTP
 
 import mlx_segmentation
 from checks.audio import speech_segments
+from mlx_segmentation import wespeaker
 from mlx_segmentation.config import FbankConfig
 from mlx_segmentation.fbank import Fbank, mel_banks
-from mlx_segmentation import wespeaker
 from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
 
 
