@@ -91,7 +91,7 @@ def measured_on(results: Results, names: list[str], data: dict) -> str:
         f"{label} {versions[key]}" for key, label in (("mlx", "MLX"), ("torch", "PyTorch")) if key in versions
     )
     threads = f", PyTorch on {data['torch_threads']} threads" if "torch_threads" in data else ""
-    files = ", ".join(f"`{display(results.folder / name)}`" for name in names)
+    files = ", ".join(f"`benchmarks/results/{name}`" for name in names)  # where the docs' results live
     return f"Measured on **{device}** ({software}{threads}); from {files}."
 
 
