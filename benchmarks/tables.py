@@ -56,6 +56,11 @@ def seconds(value) -> str:
     return fixed(value, max(0, min(2, 3 - digits)))
 
 
+def plain(value) -> str:
+    """As written, without trailing zeros: 60.0 -> 60, 0.1 -> 0.1."""
+    return format(Decimal(value).normalize(), "f")
+
+
 def gib(value: Decimal | None, unit: Decimal = GIB) -> str:
     return "n/a" if value is None else f"{fixed(Decimal(value) / unit, 1)} GiB"
 
@@ -138,7 +143,7 @@ def diarization_batches(results: Results, name: str, settings: tuple[str, ...]) 
     for setting in settings:
         run = best(by_name[setting]["runs"])
         rows.append(stage_row(f"ours, {split(setting)}", run, run["mlx_peak_bytes"]))
-    minutes = fixed(data["recording"]["minutes"], 0)
+    minutes = plain(data["recording"]["minutes"])
     lines = [
         measured_on(results, [name], data),
         f"{minutes} minutes of `long_recording`, seconds (best of {len(data['settings'][0]['runs'])} runs for ours;"
@@ -154,7 +159,7 @@ def diarization_recordings(results: Results, name: str) -> str:
     data = results.read(name)
     rows = []
     for entry in data["recordings"]:
-        minutes = fixed(entry["minutes"], 0)
+        minutes = plain(entry["minutes"])
         for side, label, peak in (
             ("pyannote", "pyannote.audio", "torch_cuda_max_allocated_bytes"),
             ("ours", "ours", "mlx_peak_bytes"),
@@ -197,7 +202,7 @@ def windows(results: Results, name: str, others: tuple[str, ...] = ()) -> str:
 def recording(results: Results, names: tuple[str, ...]) -> str:
     """benchmarks/speed.py's whole recording through speech detection, one run per pipeline batch size."""
     runs = [results.read(name) for name in names]
-    minutes = fixed(runs[0]["recording_minutes"], 0)
+    minutes = plain(runs[0]["recording_minutes"])
     rows = [
         [
             f"batch {r['pipeline_batch']}",
