@@ -7,7 +7,8 @@ Makes a pyannote pipeline folder of the two checkpoints (tests/pipeline_sources.
 VBx clustering and a seeded PLDA, or speaker-diarization-3.1's agglomerative clustering), converts it with
 `build_pipeline` (no checks), and builds pyannote's pipeline with the same models and parameters
 (`checks.diarization.pyannote_pipeline`). On a machine with CUDA, pyannote's pipeline runs on the GPU in exact
-float32 (TF32 off) and MLX on its default device (the GPU with the CUDA wheel, exact float32 too).
+float32 (TF32 off) and MLX on its default device (the GPU with the CUDA wheel, exact float32 too); on Apple
+silicon, pyannote's on "mps" and MLX on Metal (BENCH_TORCH_DEVICE=cpu, cuda or mps overrides PyTorch's device).
 
 After one warm-up run of each pipeline on the first `--warmup-seconds` of sample.wav, for each `--minutes`:
 - SPEED: each pipeline once on `checks.audio.long_recording(minutes * 60)` (seeded real speech from
@@ -70,8 +71,10 @@ from converter.reader import read_checkpoint  # noqa: E402
 from mlx_segmentation import recurrence  # noqa: E402
 from mlx_segmentation.pipeline import SpeakerDiarization  # noqa: E402
 from mlx_segmentation.pipeline_loading import PipelineParts, load_pipeline_parts  # noqa: E402
+from speed import device_name, torch_device  # noqa: E402
 
-CUDA = torch.cuda.is_available()
+TORCH_DEVICE = torch_device()
+CUDA = TORCH_DEVICE == "cuda"
 SAMPLE_RATE = 16000
 # stage names, each ending at the hook call named (None: the pipeline's return)
 OUR_STAGES = [
@@ -102,6 +105,8 @@ def sync() -> None:
     mx.synchronize()
     if CUDA:
         torch.cuda.synchronize()
+    elif TORCH_DEVICE == "mps":
+        torch.mps.synchronize()
 
 
 class StageClock:
@@ -212,8 +217,8 @@ def pipelines(source: Path, out: Path, embedding_batch_size: int | None) -> tupl
         read.plda,
         our_pipeline(parts, embedding_batch_size),
     )
-    if CUDA:
-        theirs.to(torch.device("cuda"))
+    if TORCH_DEVICE != "cpu":
+        theirs.to(torch.device(TORCH_DEVICE))
     return parts, theirs
 
 
@@ -315,11 +320,11 @@ def versions() -> dict[str, str]:
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "device": torch.cuda.get_device_name() if CUDA else platform.processor() or "cpu",
+        "device": device_name(TORCH_DEVICE),
         "mlx_device": str(mx.default_device()),
         "mlx_gpu_backend": recurrence.gpu_backend(),
         "mlx_enable_tf32": os.environ.get("MLX_ENABLE_TF32"),
-        "torch_device": "cuda" if CUDA else "cpu",
+        "torch_device": TORCH_DEVICE,
         "torch_tf32": {
             "matmul": torch.backends.cuda.matmul.allow_tf32,
             "cudnn": torch.backends.cudnn.allow_tf32,

@@ -6,7 +6,8 @@
 Builds the MLX model from the checkpoint (timing the conversion), then, for each segment length and
 batch size, times MLX and the PyTorch reference (pyannote.audio's model, else checks.torch_wespeaker,
 bit-identical to it) on real speech, fbank included; reports seconds of audio per second, the
-ratio, and the two outputs' lowest cosine. On a machine with CUDA both run on the GPU, exact float32.
+ratio, and the two outputs' lowest cosine. On a machine with CUDA both run on the GPU, exact float32; on
+Apple silicon MLX on Metal and PyTorch on "mps" (speed.py's `torch_device`, BENCH_TORCH_DEVICE overrides).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libr
     torch.backends.cudnn.version()
 import mlx_segmentation  # noqa: E402, I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
 import mlx.core as mx  # noqa: E402
-from speed import timed, torch_sync
+from speed import device_name, timed, torch_device, torch_sync
 
 from checks.audio import speech_segments
 from checks.embedding_metrics import cosines
@@ -43,13 +44,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("embedding_speed.json"))
     args = parser.parse_args()
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     results: dict = {
         "platform": platform.platform(),
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
         "mlx_device": str(mx.default_device()),
+        "torch_device": device,
         "torch_threads": torch.get_num_threads(),
         "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},

@@ -8,7 +8,9 @@ Builds the MLX model from the checkpoint (timing the conversion), then measures:
   pyannote.audio's VoiceActivityDetection when pyannote.audio is installed, else against the
   PyTorch reference model inside the same windowing and aggregation;
 - peak memory of each framework.
-On a machine with CUDA both frameworks run on the GPU (PyTorch in exact float32: no TF32).
+On a machine with CUDA both frameworks run on the GPU (PyTorch in exact float32: no TF32); on Apple
+silicon MLX runs on Metal and PyTorch on "mps" (float32; the float64 yardstick on the CPU, which MPS
+lacks). BENCH_TORCH_DEVICE=cpu (or cuda, mps) overrides PyTorch's device.
 The PyTorch reference is pyannote.audio's PyanNet when installed, else checks.torch_pyannet, which
 tests prove bit-identical to it. Prints a table and writes JSON.
 """
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,6 +62,29 @@ def timed(function, repeats: int) -> float:
 def torch_sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+def torch_device() -> str:
+    """PyTorch's device: BENCH_TORCH_DEVICE if set, else cuda, else mps (Apple silicon's GPU), else cpu."""
+    if os.environ.get("BENCH_TORCH_DEVICE"):
+        return os.environ["BENCH_TORCH_DEVICE"]
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def device_name(device: str) -> str:
+    """The machine's accelerator or processor, by name: the CUDA card, a Mac's chip ("Apple M2 Max"), or the CPU."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    if platform.system() == "Darwin":
+        found = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        return found.stdout.strip() or platform.machine()
+    return platform.processor() or "cpu"
 
 
 def main() -> None:
@@ -87,14 +114,15 @@ def main() -> None:
     if args.sincnet_chunk_samples:
         pyannet.SINCNET_CHUNK_SAMPLES = args.sincnet_chunk_samples
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     gpu = mx.default_device().type == mx.DeviceType.gpu
     results: dict = {
         "platform": platform.platform(),
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
         "mlx_device": str(mx.default_device()),
+        "torch_device": device,
         "mlx_dtype": args.dtype,
         "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None)
         or ("numpy" if recurrence.numpy_applies(mx.float32) and args.dtype == "float32" else "portable"),
@@ -192,8 +220,9 @@ def main() -> None:
         )
         results["pipeline_max_abs_score_diff"] = float(np.abs(segmentation.speech - torch_scores).max())
         if reference_name != "pyannote.audio":  # the yardstick: the same reference in float64
-            ref64 = reference.as_float64_on_float32_inputs(ref)
-            scores_64, _ = torch_pipeline(ref64, reference_name, recording, model, device, args.pipeline_batch)
+            device64 = "cpu" if device == "mps" else device  # MPS has no float64
+            ref64 = reference.as_float64_on_float32_inputs(ref).to(device64)
+            scores_64, _ = torch_pipeline(ref64, reference_name, recording, model, device64, args.pipeline_batch)
             results["pipeline_mlx_vs_float64"] = float(np.abs(segmentation.speech - scores_64).max())
             results["pipeline_torch_float32_vs_float64"] = float(np.abs(torch_scores - scores_64).max())
             print(

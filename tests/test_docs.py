@@ -109,3 +109,68 @@ def test_documentation_runs_as_written(clone):
             assert done.returncode == 0, f"{block.where} failed ({done.returncode}):\n{block.text}\n{done.stderr}"
             if expected is not None:
                 assert done.stdout == expected.text, f"{block.where} printed:\n{done.stdout}"
+
+
+def speed_tables(*arguments: str) -> subprocess.CompletedProcess:
+    """`python benchmarks/tables.py ARGUMENTS`, from the repository's root."""
+    script = ROOT / "benchmarks" / "tables.py"
+    return subprocess.run([sys.executable, str(script), *arguments], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_speed_tables_match_their_results():
+    """The speed tables of README.md and docs/speed.md are what benchmarks/results/ gives (`tables.py --write`)."""
+    done = speed_tables("--check")
+    assert done.returncode == 0, f"stale speed tables, run `python benchmarks/tables.py --write`:\n{done.stderr}"
+
+
+def test_speed_tables_check_fails_on_other_results(tmp_path):
+    """A changed number in one result file makes its table, and only its tables, stale; the docs are left alone."""
+    import json
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    changed = results / "h100_speed_batch256.json"
+    data = json.loads(changed.read_text())
+    data["mlx_pipeline_seconds"] = 9.99
+    changed.write_text(json.dumps(data))
+    before = (ROOT / "docs" / "speed.md").read_text()
+    done = speed_tables("--check", "--results", str(results))
+    assert done.returncode == 1
+    assert "speed-table 'recording'" in done.stderr and "h100_speed_batch256.json" in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr  # the window table reads only that run's windows
+    assert (ROOT / "docs" / "speed.md").read_text() == before
+
+    (results / "cpu_speed.json").unlink()
+    done = speed_tables("--check", "--results", str(results))
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "cpu_speed.json" in done.stderr and "'cpu'" in done.stderr
+
+
+def test_device_tables_from_mac_shaped_results(tmp_path):
+    """`tables.py --device-results mac` (what benchmarks/mac.sh ends with) prints the tables of mac_*.json,
+    tried on the H100's results renamed and relabelled as a Mac's."""
+    import json
+
+    source = ROOT / "benchmarks" / "results"
+    copies = {f"h100_speed_batch{b}.json": f"mac_speed_batch{b}.json" for b in (32, 256, 1024)}
+    for original, copy in copies.items():
+        data = json.loads((source / original).read_text())
+        data.update(device="Apple M4 Max", mlx_device="Device(gpu, 0)", torch_device="mps", torch_peak_memory_mib=None)
+        (tmp_path / copy).write_text(json.dumps(data))
+    done = speed_tables("--device-results", "mac", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "**Apple M4 Max**" in done.stdout
+        and "| batch 1024 | **0.81** | 1.23 s | 1.52 s | 23.3 GiB / n/a |" in done.stdout
+    )
+    assert "| 1024 | **1.01** | 60,997 | 61,833 |" in done.stdout
+    assert "mac_embedding_speed.json: not measured" in done.stdout
+
+    shutil.copy(source / "h100_embedding_speed.json", tmp_path / "mac_embedding_speed.json")
+    shutil.copy(source / "h100_diarization.json", tmp_path / "mac_diarization.json")
+    done = speed_tables("--device-results", "mac", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "| 10 s | 32 | 1.32 | 4442.8 | 5880.0 | 0.9999999 |" in done.stdout
+    assert "| ours, 60 min | 17.2 | 5.16 |" in done.stdout and "not measured" not in done.stdout
+
+    assert speed_tables("--device-results", "nothing", "--results", str(tmp_path)).returncode == 1
