@@ -65,6 +65,13 @@ def gib(value: Decimal | None, unit: Decimal = GIB) -> str:
     return "n/a" if value is None else f"{fixed(Decimal(value) / unit, 1)} GiB"
 
 
+def mib(value: Decimal | None) -> str:
+    """MiB as GiB from 1 GiB up, else as MiB: 6630.4 -> 6.5 GiB, 649.8 -> 650 MiB."""
+    if value is None:
+        return "n/a"
+    return gib(value, MIB_PER_GIB) if value >= MIB_PER_GIB else f"{grouped(value)} MiB"
+
+
 # --- reading -------------------------------------------------------------------------------------------------------
 
 
@@ -175,17 +182,20 @@ def windows(results: Results, name: str, others: tuple[str, ...] = ()) -> str:
     data = results.read(name)
     window = data["windows"][0]
     length = fixed(window["mlx_audio_per_second"] * window["mlx_seconds"] / window["batch"], 0)
+    memory = any(w.get("mlx_peak_memory_mib") for w in data["windows"])  # recorded since the H200 runs
     rows = [
         [
             str(w["batch"]),
             ratio(w["mlx_over_torch_time"]),
             grouped(w["mlx_audio_per_second"]),
             grouped(w["torch_audio_per_second"]),
+            *([f"{mib(w['mlx_peak_memory_mib'])} / {mib(w['torch_peak_memory_mib'])}"] if memory else []),
         ]
         for w in data["windows"]
         if "mlx_seconds" in w
     ]
     header = [f"{length} s windows, batch", "MLX / PyTorch time", "MLX audio s per s", "PyTorch audio s per s"]
+    header += ["peak GPU memory, MLX / PyTorch"] if memory else []
     lines = [measured_on(results, [name, *others], data), "", table(header, rows)]
     if others:
         mine = {w["batch"]: w["mlx_over_torch_time"] for w in data["windows"] if "mlx_seconds" in w}
@@ -206,21 +216,29 @@ def recording(results: Results, names: tuple[str, ...]) -> str:
     rows = [
         [
             f"batch {r['pipeline_batch']}",
+            PEERS.get(r.get("torch_pipeline"), str(r.get("torch_pipeline"))),
             ratio(r["mlx_over_torch_pipeline_time"], bold_at_most=Decimal(1)),
             f"{fixed(r['mlx_pipeline_seconds'], 2)} s",
             f"{fixed(r['torch_pipeline_seconds'], 2)} s",
-            f"{gib(r['mlx_peak_memory_mib'], MIB_PER_GIB)} / {gib(r['torch_peak_memory_mib'], MIB_PER_GIB)}",
+            f"{mib(r['mlx_peak_memory_mib'])} / {mib(r['torch_peak_memory_mib'])}",
         ]
         for r in runs
     ]
     header = [
         f"{minutes} minutes of speech through speech detection",
+        "PyTorch side",
         "MLX / PyTorch time",
         "MLX",
         "PyTorch",
         "peak GPU memory, MLX / PyTorch",
     ]
     return "\n".join([measured_on(results, list(names), runs[0]), "", table(header, rows)])
+
+
+PEERS = {
+    "pyannote.audio VoiceActivityDetection": "pyannote.audio's `VoiceActivityDetection`",
+    "torch reference model in the same windowing and aggregation": "PyTorch's model in our windowing",
+}
 
 
 def embeddings(results: Results, name: str) -> str:
@@ -264,8 +282,7 @@ def cpu(results: Results) -> str:
             return ""
         return " / ".join(fixed(found[b]["mlx_over_torch_time"], 1) if b in found else "–" for b in batches)
 
-    # batch 1 is left out of the segmentation row: its PyTorch time there includes pyannote's first call
-    batches = (8, 32)
+    batches = tuple(w["batch"] for w in speed["windows"])
     minutes = speed["recording_minutes"]
     rows = [
         [
@@ -305,12 +322,37 @@ class Block:
 
 
 SPEED_RUNS = ("h100_speed_batch1024.json", "h100_speed_batch256.json", "h100_speed_batch32.json")
+H200_SPEED_RUNS = (
+    "h200_speed_batch1024.json",
+    "h200_speed_batch32.json",
+    "h200_speed_batch32_torch_in_our_windowing.json",
+)
 BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_diarization_batches.json",),
-        lambda r: diarization_batches(r, "h100_diarization_batches.json", ("32x32", "256x64")),
+        ("h200_diarization.json",),
+        lambda r: diarization_recordings(r, "h200_diarization.json"),
+    ),
+    Block(
+        "h200-diarization",
+        "docs/speed.md",
+        ("h200_diarization.json",),
+        lambda r: diarization_recordings(r, "h200_diarization.json"),
+    ),
+    Block("h200-windows", "docs/speed.md", H200_SPEED_RUNS[:1], lambda r: windows(r, H200_SPEED_RUNS[0])),
+    Block("h200-recording", "docs/speed.md", H200_SPEED_RUNS, lambda r: recording(r, H200_SPEED_RUNS)),
+    Block(
+        "h200-embeddings",
+        "docs/speed.md",
+        ("h200_embedding_speed.json",),
+        lambda r: embeddings(r, "h200_embedding_speed.json"),
+    ),
+    Block(
+        "h200-embeddings-conv2d",
+        "docs/speed.md",
+        ("h200_embedding_speed_conv2d.json",),
+        lambda r: embeddings(r, "h200_embedding_speed_conv2d.json"),
     ),
     Block(
         "diarization-stages",
