@@ -46,3 +46,10 @@ def test_sincnet_in_parts_equals_sincnet_whole(converted, monkeypatch):
     parts = model.sincnet(waveforms)
     assert parts.shape == whole.shape == (7, 589, 60)
     np.testing.assert_allclose(np.array(parts), np.array(whole), rtol=0, atol=1e-6)
+
+
+def test_kernel_tile_follows_the_batch():
+    """4 windows per thread block up to 512 (more blocks for small batches), 8 above; only what fits."""
+    assert [recurrence._tile("cuda", 128, batch) for batch in (1, 32, 512, 513, 4096)] == [4, 4, 4, 8, 8]
+    assert recurrence._tile("metal", 256, 4096) == 4  # 8 x 5 x 256 floats exceed Metal's 32 KiB
+    assert recurrence._tile("cuda", 1024, 1) is None
