@@ -88,22 +88,31 @@ def window_batches(
     buffer_start = 0  # absolute index of buffer[0]
     next_start = 0  # absolute start of the next window
     total = 0
+    waiting: list[np.ndarray] = []  # blocks read since `buffer` was last joined: joined once a batch is complete
 
     def take(count: int, pad: int = 0) -> WindowBatch:
         offset = next_start - buffer_start
         span = buffer[offset : offset + (count - 1) * step_size + window_size - pad]
-        return WindowBatch(np.pad(span, (0, pad)) if pad else span.copy(), count, total, pad)
+        return WindowBatch(np.pad(span, (0, pad)) if pad else span, count, total, pad)
+
+    def batch_end() -> int:
+        return next_start + (batch_size - 1) * step_size + window_size
 
     for block in blocks:
-        buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)])
+        waiting.append(block.astype(np.float32, copy=False))
         total += len(block)
-        while next_start + (batch_size - 1) * step_size + window_size <= total:
+        if batch_end() > total:
+            continue
+        buffer = np.concatenate([buffer, *waiting])
+        waiting.clear()
+        while batch_end() <= total:
             yield take(batch_size)
             next_start += batch_size * step_size
         keep_from = next_start - buffer_start
         if keep_from > 0:
             buffer = buffer[keep_from:]
             buffer_start = next_start
+    buffer = np.concatenate([buffer, *waiting])
     full = 0 if total < next_start + window_size else (total - next_start - window_size) // step_size + 1
     if full:
         yield take(full)
@@ -177,14 +186,16 @@ class OverlapAdd:
         if window_outputs.ndim != 3 or window_outputs.shape[1:] != (self.frames_per_window, self.num_columns):
             expected = f"(windows, {self.frames_per_window}, {self.num_columns})"
             raise ValueError(f"expected window outputs shaped {expected}, got {window_outputs.shape}")
-        for outputs in window_outputs:
+        # The products of the whole batch at once, element by element as pyannote computes them per window.
+        masks = 1 - np.isnan(window_outputs)
+        values = np.nan_to_num(window_outputs, nan=0.0) * masks * self.weights * self.warm_up
+        weights = masks * self.weights * self.warm_up
+        for value, weight, mask in zip(values, weights, masks, strict=True):
             first = self.frames.closest_frame(self.chunks.window_start(self.num_windows) + 0.5 * self.frames.duration)
-            last = first + len(outputs)
+            last = first + len(value)
             self._grow(last)
-            mask = 1 - np.isnan(outputs)
-            outputs = np.nan_to_num(outputs, nan=0.0)
-            self.sums[first:last] += outputs * mask * self.weights * self.warm_up
-            self.counts[first:last] += mask * self.weights * self.warm_up
+            self.sums[first:last] += value
+            self.counts[first:last] += weight
             self.covered[first:last] = np.maximum(self.covered[first:last], mask)
             self.num_windows += 1
 

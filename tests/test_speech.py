@@ -267,13 +267,13 @@ def test_cutting_windows_holds_only_a_few_windows():
     assert peak < 5 * block.nbytes  # a few blocks, where two hours of audio would be 460 MB
 
 
-@pytest.mark.parametrize("samples", [800, 80000, 80001, 88000, 100000, 123457])
-def test_window_batches_cut_as_pyannote(samples):
+@pytest.mark.parametrize("samples", [800, 80000, 80001, 88000, 100000, 123457, 250001])
+@pytest.mark.parametrize("block", [50000, 777])  # blocks larger than a batch's step, and far smaller
+def test_window_batches_cut_as_pyannote(samples, block):
     """Every window, padded last one included, equals what Inference.slide cuts."""
     audio = np.arange(samples, dtype=np.float32)
-    got = [
-        np.array(windows(b, 80000, 8000)) for b in window_batches(iter([audio[:50000], audio[50000:]]), 80000, 8000, 3)
-    ]
+    blocks = (audio[i : i + block] for i in range(0, samples, block))
+    got = [np.array(windows(b, 80000, 8000)) for b in window_batches(blocks, 80000, 8000, 3)]
     got = np.concatenate(got)
     torch_audio = torch.from_numpy(audio)[None]
     expected = [] if samples < 80000 else list(torch_audio.unfold(1, 80000, 8000)[0].numpy())
