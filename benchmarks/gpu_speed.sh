@@ -5,7 +5,8 @@
 # Expects what benchmarks/gpu_diarization.sh expects ($D: wheels/, segmentation-3.0.bin, seg-2022.bin, sample.wav;
 # /tmp: the mlx-cuda-13 wheel's two parts and wespeaker.ckpt, carried in earlier calls); runs this checkout's code.
 # In calls of under 10 minutes each: `gpu_speed.sh 1` (the issue's segmentation rows), `2` (sweeps, segmentation-3.0),
-# `3` (embeddings: the conv2d failure, the workaround's checks and speed), `4` (checks and diarization on the GPU).
+# `3` (embeddings: the conv2d failure, the workaround's checks and speed), `4` (checks and diarization on the GPU),
+# `5` (the custom kernels against MLX's operations, SincNet's part size).
 set -u
 D=${D:-.device/diar/c}
 OUT=${OUT:-/tmp/out}
@@ -56,4 +57,14 @@ done
 echo "== diarization of 1 h against pyannote.audio's SpeakerDiarization (community-1 parameters)"
 timeout 400 python3 benchmarks/diarization.py --segmentation $D/segmentation-3.0.bin --embedding /tmp/wespeaker.ckpt \
   --minutes 60 --out $OUT/diarization.json 2>&1 | grep --line-buffered -v -i "torchcodec\|warnings.warn" | tail -40
+fi
+if [ "$1" = 5 ]; then
+echo "== the custom kernels against MLX's own operations"
+python3 benchmarks/gpu_kernels.py
+echo "== SincNet part sizes at batch 1024 (raw windows: time and peak memory)"
+for c in 4194304 16777216 1073741824; do
+  speed --checkpoint $D/seg-2022.bin --batches 32 1024 --minutes 0 --sincnet-chunk-samples $c --out /tmp/parts_$c.json
+done
+python3 -c "import json,sys; print(json.dumps({c: json.load(open(f'/tmp/parts_{c}.json'))['windows'] for c in sys.argv[1:]}, indent=1))" \
+  4194304 16777216 1073741824 > $OUT/sincnet_parts.json
 fi
