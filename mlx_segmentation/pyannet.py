@@ -25,11 +25,11 @@ LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default
 MIN_FRAMES = 2  # instance norm needs more than one frame: torch refuses one, pyannote's min_num_frames
 # Input samples per SincNet pass: a larger batch runs through SincNet in parts of this many windows'
 # samples, one after the other (each evaluated before the next is queued: queued together, a GPU
-# holds every part's buffers until it has run them all), so that its intermediates (about 220 bytes
-# per input sample on a GPU, 330 on the CPU: 18 GiB for 1024 windows of 5 s) stay near 3.5 GiB
-# whatever the batch; the LSTM still sees the whole batch. Measured on an H200 at 1024 windows of 5 s:
-# peak 6.5 GiB with parts of 2^22 or 2^24 samples (then the LSTM's), 18 GiB in one piece; 82 ms per
-# batch with parts of 2^24, 101 ms with 2^22, 74 ms in one piece (benchmarks/results/h200_fused_sweeps.json).
+# holds every part's buffers until it has run them all), so that its intermediates (about 250 bytes
+# per input sample on a GPU, 330 on the CPU: 20 GiB for 1024 windows of 5 s) stay near 4 GiB
+# whatever the batch; the LSTM still sees the whole batch. Measured on an H200 at 1024 windows of 5 s
+# (benchmarks/results/h200_sincnet_parts.json): peak 6.5 GiB with parts of 2^22 or 2^24 samples (then
+# the LSTM's), 20 GiB in one piece; 84 ms per batch with parts of 2^24, 102 ms with 2^22, 76 in one piece.
 SINCNET_CHUNK_SAMPLES = 2**24
 
 
