@@ -18,8 +18,7 @@ from pydantic import ValidationError
 from safetensors.numpy import save_file
 
 from mlx_segmentation.config import PyanNetConfig, WeSpeakerConfig, first_error
-from mlx_segmentation.families import CONFIG
-from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, CONFIG_FILE, sha256_file
+from mlx_segmentation.manifest import CARD_FILE, CHECKS_FILE, sha256_file
 from mlx_segmentation.pipeline_config import (
     EMBEDDING_FOLDER,
     PIPELINE_CONFIG_FILE,
@@ -32,9 +31,11 @@ from mlx_segmentation.pipeline_manifest import PIPELINE_MANIFEST_FILE, PipelineC
 from . import __version__
 from .build import BuildResult, Checker, build
 from .errors import ConverterError
+from .families import model_config
 from .pipeline_card import render_pipeline_card
 from .pipeline_source import PipelineFolder, PipelineSourceError, read_pipeline_folder
 from .plda_source import check_dimension, read_plda
+from .reader import read_checkpoint
 from .writer import output_lock, staging_folder
 
 ModelConfig = TypeVar("ModelConfig", PyanNetConfig, WeSpeakerConfig)
@@ -87,14 +88,15 @@ def build_pipeline(
     log(f"reading {pipeline_dir}")
     source = read_pipeline_folder(pipeline_dir)
     plda = read_plda(*source.plda) if source.plda else None
+    # Everything the folder says is checked before either model is converted.
+    config = diarization_config(source, _source_config(source.segmentation, PyanNetConfig))
+    embedding_config = _source_config(source.embedding, WeSpeakerConfig)
+    if plda is not None:
+        check_dimension(plda, embedding_config.resnet.embed_dim, source.plda[0])
     with output_lock(out, force, protected=[pipeline_dir]) as target, staging_folder(target) as staging:
         segmentation = build(source.segmentation, staging / SEGMENTATION_FOLDER, dtype=dtype, check=check, log=log)
         embedding = build(source.embedding, staging / EMBEDDING_FOLDER, dtype=dtype, check=check, log=log)
-        segmentation_config = _model_config(staging / SEGMENTATION_FOLDER, PyanNetConfig, source.segmentation)
-        embedding_config = _model_config(staging / EMBEDDING_FOLDER, WeSpeakerConfig, source.embedding)
-        config = diarization_config(source, segmentation_config)
         if plda is not None:
-            check_dimension(plda, embedding_config.resnet.embed_dim, source.plda[0])
             save_file({name: np.ascontiguousarray(array) for name, array in plda.items()}, str(staging / PLDA_FILE))
         (staging / PIPELINE_CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
         manifest = PipelineManifest(
@@ -141,8 +143,10 @@ def seal_pipeline(folder: Path, manifest: PipelineManifest) -> PipelineManifest:
     return manifest
 
 
-def _model_config(folder: Path, kind: type[ModelConfig], checkpoint: Path) -> ModelConfig:
-    config = CONFIG.validate_json((folder / CONFIG_FILE).read_bytes())
+def _source_config(checkpoint: Path, kind: type[ModelConfig]) -> ModelConfig:
+    """The checkpoint's config (read safely, every hyper-parameter validated), refused if of the wrong family."""
+    config = model_config(read_checkpoint(checkpoint))
     if not isinstance(config, kind):
-        raise ConverterError(f"{checkpoint}: a {config.model_type} model, where the pipeline needs a {kind.__name__}")
+        needed = kind.model_fields["model_type"].default
+        raise ConverterError(f"{checkpoint}: a {config.model_type} model, where the pipeline needs a {needed} model")
     return config

@@ -159,6 +159,14 @@ BAD_SOURCES = {
     "no segmentation": (lambda f: (f / "segmentation" / "pytorch_model.bin").unlink(), "segmentation model"),
     "no embedding": (lambda f: shutil.rmtree(f / "embedding"), "embedding model"),
     "no plda": (lambda f: (f / "plda" / "plda.npz").unlink(), "plda.npz: missing"),
+    "segmentation model as the embedding": (
+        lambda f: shutil.copyfile(f / "segmentation" / "pytorch_model.bin", f / "embedding" / "pytorch_model.bin"),
+        "a pyannet model, where the pipeline needs a wespeaker_resnet model",
+    ),
+    "embedding model as the segmentation": (
+        lambda f: shutil.copyfile(f / "embedding" / "pytorch_model.bin", f / "segmentation" / "pytorch_model.bin"),
+        "a wespeaker_resnet model, where the pipeline needs a pyannet model",
+    ),
     "unknown clustering": (
         edit_yaml(["pipeline", "params", "clustering"], "OracleClustering"),
         "clustering 'OracleClustering' is not supported",
@@ -197,9 +205,11 @@ def test_bad_pipeline_sources_get_one_line_and_nothing_is_written(sources, tmp_p
     edit(source)
     out = tmp_path / "dist" / "pipeline"
     assert main(["build", "--no-checks", "--pipeline", str(source), "--out", str(out)]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "dist").exists()
+    assert "mapped" not in captured.out  # refused before either model was converted
 
 
 def test_existing_out_needs_force(sources, tmp_path, capsys):
