@@ -4,7 +4,7 @@
 # (benchmarks/conv2d_oom.py) with the runtime's workaround, its checks and speed.
 # Expects what benchmarks/gpu_diarization.sh expects ($D: wheels/, segmentation-3.0.bin, seg-2022.bin, sample.wav;
 # /tmp: the mlx-cuda-13 wheel's two parts and wespeaker.ckpt, carried in earlier calls); runs this checkout's code.
-# In calls of under 10 minutes each: `gpu_speed.sh 1` (the issue's segmentation rows), `2` (sweeps, segmentation-3.0),
+# In calls of under 10 minutes each: `gpu_speed.sh 1` (the issue's segmentation rows), `2` (the LSTM tile sweep, segmentation-3.0),
 # `3` (embeddings: the conv2d failure, the workaround's checks and speed), `4` (checks and diarization on the GPU),
 # `5` (the custom kernels against MLX's operations, SincNet's part size).
 set -u
@@ -23,15 +23,14 @@ speed --checkpoint $D/seg-2022.bin --batches 32 --minutes 60 --pipeline-batch 32
 exit
 fi
 if [ "$1" = 2 ]; then
-echo "== SincNet part size and LSTM tile at batch 1024 (raw windows: time and peak memory)"
-for c in 2097152 4194304 8388608 1073741824; do
-  speed --checkpoint $D/seg-2022.bin --batches 32 1024 --minutes 0 --sincnet-chunk-samples $c --out /tmp/chunk_$c.json
-done
+echo "== LSTM tile (raw windows: time and peak memory)"
+# results/h200_sweeps.json also holds chunk_* rows: SincNet parts then queued together, an earlier code;
+# part 5 measures the parts as they run now.
 for t in 4 8 16; do
   MLX_SEGMENTATION_LSTM_TILE=$t speed --checkpoint $D/seg-2022.bin --batches 1 32 256 1024 --minutes 0 --out /tmp/tile_$t.json
 done
 python3 -c "import json,sys; print(json.dumps({f: json.load(open(f'/tmp/{f}.json'))['windows'] for f in sys.argv[1:]}, indent=1))" \
-  chunk_2097152 chunk_4194304 chunk_8388608 chunk_1073741824 tile_4 tile_8 tile_16 > $OUT/sweeps.json
+  tile_4 tile_8 tile_16 > $OUT/sweeps.json
 echo "== segmentation-3.0, 1 h at 1024"
 speed --checkpoint $D/segmentation-3.0.bin --batches 32 256 1024 --minutes 60 --pipeline-batch 1024 --out $OUT/speed_30_b1024.json
 exit
