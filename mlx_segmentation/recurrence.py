@@ -157,7 +157,8 @@ def gpu_backend() -> str | None:
     return None
 
 
-TILE = int(os.environ.get("MLX_SEGMENTATION_LSTM_TILE", "0"))  # benchmarking: force a tile (4, 8 or 16)
+# Benchmarking: MLX_SEGMENTATION_LSTM_TILE=4, 8 or 16 forces a tile; any other value is ignored.
+TILE = {"4": 4, "8": 8, "16": 16}.get(os.environ.get("MLX_SEGMENTATION_LSTM_TILE", ""), 0)
 
 
 def _tile(backend: str, hidden: int, batch: int) -> int | None:

@@ -19,15 +19,16 @@ from .config import WeSpeakerConfig
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
 # How convolutions run: "auto" (a matrix product over unfolded patches on CUDA, MLX's conv2d elsewhere),
-# "conv2d" or "matmul". MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some
-# batch shapes (benchmarks/conv2d_oom.py reproduces it); a float32 matrix product computes the same sums.
+# "conv2d" or "matmul" (MLX_SEGMENTATION_CONV; any other value is "auto"). MLX 0.32's CUDA conv2d fails
+# with "cudaMallocAsync ... out of memory" on some batch shapes (benchmarks/conv2d_oom.py reproduces it);
+# a float32 matrix product computes the same sums.
 CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
 
 
 def convolve_as_matmul() -> bool:
-    if CONV_ROUTE == "auto":
-        return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
-    return CONV_ROUTE == "matmul"
+    if CONV_ROUTE in ("conv2d", "matmul"):
+        return CONV_ROUTE == "matmul"
+    return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
 
 
 def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> mx.array:

@@ -4,6 +4,10 @@ Both are checked against PyTorch's LSTM by the component checks (tests/test_chec
 this CPU, through the numpy loop); this keeps the MLX loop, which GPUs use for other dtypes, equal to it.
 """
 
+import os
+import subprocess
+import sys
+
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -53,3 +57,12 @@ def test_kernel_tile_follows_the_batch():
     assert [recurrence._tile("cuda", 128, batch) for batch in (1, 32, 512, 513, 4096)] == [4, 4, 4, 8, 8]
     assert recurrence._tile("metal", 256, 4096) == 4  # 8 x 5 x 256 floats exceed Metal's 32 KiB
     assert recurrence._tile("cuda", 1024, 1) is None
+
+
+@pytest.mark.parametrize(("value", "tile"), [("8", 8), ("3", 0), ("abc", 0), ("", 0), ("-4", 0)])
+def test_the_tile_knob_takes_only_tiles_the_kernel_has(value, tile):
+    """MLX_SEGMENTATION_LSTM_TILE: 4, 8 or 16, anything else ignored (no crash at import, no tile of 3)."""
+    code = "from mlx_segmentation import recurrence; print(recurrence.TILE)"
+    env = {**os.environ, "MLX_SEGMENTATION_LSTM_TILE": value}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == str(tile)

@@ -25,3 +25,10 @@ def test_unfolded_conv2d_equals_conv2d(shape, kernel, stride, padding):
     theirs = mx.conv2d(x, weight, stride=stride, padding=padding)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize(("route", "matmul"), [("matmul", True), ("conv2d", False), ("nonsense", False)])
+def test_the_route_knob(route, matmul, monkeypatch):
+    """On this CPU "auto" and unknown values keep MLX's conv2d; "matmul" forces the unfolded product."""
+    monkeypatch.setattr(wespeaker, "CONV_ROUTE", route)
+    assert wespeaker.convolve_as_matmul() is matmul
