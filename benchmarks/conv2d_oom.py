@@ -7,8 +7,9 @@ Earlier runs of MLX 0.32.4 on an H100 saw `cudaMallocAsync ... out of memory` fr
 ResNet34 at 3 s x 4/8/32 and 10 s x 128, with a quarter of a GiB in use. This runs the MLX model at
 each (length, batch), recording every convolution's shapes; where the model fails, each of its
 convolutions is run alone at that batch, and the first that fails is written out as the minimal
-reproduction (one `mx.conv2d` call with its shapes). `--route matmul` runs the model as the runtime
-does on CUDA (`wespeaker.unfolded_conv2d`), to show the workaround at the same shapes.
+reproduction (one `mx.conv2d` call with its shapes). `--route kernel` runs the model as the runtime
+does on CUDA (`conv_kernel.conv2d`), `--route matmul` as unfolded products (`wespeaker.unfolded_conv2d`),
+to show the workarounds at the same shapes.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 32, 128])
-    parser.add_argument("--route", choices=["conv2d", "matmul"], default="conv2d", help="how the model convolves")
+    parser.add_argument("--route", choices=["conv2d", "matmul", "kernel"], default="conv2d", help="how it convolves")
     parser.add_argument("--out", type=Path, default=Path("conv2d_oom.json"))
     args = parser.parse_args()
     wespeaker.CONV_ROUTE = args.route

@@ -2,8 +2,10 @@
 
     python benchmarks/gpu_kernels.py
 
-Compares the LSTM recurrence kernel with the portable MLX loop and the |x| max-pool kernel with
-MLX's; odd sizes on purpose (partial thread blocks, a last pooled frame cut short).
+Compares the LSTM recurrence kernel with the portable MLX loop, the |x| max-pool kernel with MLX's
+and, on CUDA, the WeSpeaker convolution kernel with the unfolded product and with float64; odd sizes
+on purpose (partial thread blocks, a last pooled frame cut short). Then times the convolution kernel
+against the unfolded product at the ResNet's shapes for 10 s segments.
 Prints the largest differences relative to each output's scale and exits 1 if one exceeds 1e-5.
 """
 
@@ -16,7 +18,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from mlx_segmentation import pooling, recurrence
+import time
+
+from mlx_segmentation import conv_kernel, pooling, recurrence, wespeaker
 
 TOLERANCE = 1e-5
 
@@ -50,9 +54,102 @@ def main() -> int:
         results[f"|x| max-pool, {batch} x {samples} samples"] = relative(
             pooling.abs_max_pool(conv, pool, 3), pool(mx.abs(conv))
         )
+    if backend == "cuda":
+        for shape, out_channels, kernel, stride in (
+            ((3, 80, 37, 32), 32, 3, 1),
+            ((3, 80, 37, 32), 64, 3, 2),
+            ((2, 40, 19, 64), 128, 1, 2),
+            ((5, 20, 13, 128), 128, 3, 1),
+            ((1, 10, 7, 256), 256, 3, 1),
+        ):
+            x = mx.array(rng.normal(0, 1, shape).astype(np.float32))
+            weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32))
+            padding = (kernel // 2, kernel // 2)
+            ours = conv_kernel.conv2d(x, weight, (stride, stride), padding)
+            name = f"conv {shape} -> {out_channels}, {kernel}x{kernel} /{stride}"
+            results[name + " vs product"] = relative(ours, wespeaker.unfolded_conv2d(x, weight, (stride,) * 2, padding))
+            results[name + " vs float64"] = relative(ours, float64_conv2d(x, weight, stride, padding[0]))
     for name, value in results.items():
         print(f"{name:<45} {value:.2e}  {'ok' if value <= TOLERANCE else 'TOO FAR'}")
+    if backend == "cuda":
+        time_convolutions(sweep="--sweep" in sys.argv)
     return 0 if all(value <= TOLERANCE for value in results.values()) else 1
+
+
+def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> np.ndarray:
+    """The convolution in float64 numpy, channels-last, as a reference."""
+    x64, w64 = np.array(x, dtype=np.float64), np.array(weight, dtype=np.float64)
+    x64 = np.pad(x64, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    kernel = w64.shape[1]
+    height = (x64.shape[1] - kernel) // stride + 1
+    width = (x64.shape[2] - kernel) // stride + 1
+    out = np.zeros((x64.shape[0], height, width, w64.shape[0]))
+    for dy in range(kernel):
+        for dx in range(kernel):
+            patch = x64[:, dy : dy + (height - 1) * stride + 1 : stride, dx : dx + (width - 1) * stride + 1 : stride]
+            out += patch @ w64[:, dy, dx].T
+    return out
+
+
+REPEATS = 20
+CONV_SHAPES = (
+    ((80, 998, 32), 32, 3, 1),
+    ((80, 998, 32), 64, 3, 2),
+    ((40, 499, 64), 64, 3, 1),
+    ((40, 499, 64), 128, 3, 2),
+    ((20, 250, 128), 128, 3, 1),
+    ((20, 250, 128), 256, 3, 2),
+    ((10, 125, 256), 256, 3, 1),
+    ((80, 998, 32), 64, 1, 2),
+)
+SWEEP = {
+    32: [(128, 32, 4, 4, 16), (128, 32, 8, 4, 16), (128, 32, 8, 4, 32), (128, 32, 4, 4, 32), (64, 32, 4, 4, 32)],
+    64: [(128, 64, 8, 4, 16), (64, 64, 8, 4, 16), (64, 64, 8, 4, 32), (128, 64, 8, 4, 32), (128, 64, 8, 8, 32)],
+    128: [
+        (128, 64, 8, 4, 16),
+        (64, 64, 8, 4, 16),
+        (64, 64, 8, 4, 32),
+        (128, 64, 8, 4, 32),
+        (128, 128, 8, 8, 32),
+        (64, 128, 8, 4, 32),
+    ],
+}
+SWEEP[256] = SWEEP[128]
+
+
+def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
+    """Milliseconds per call, kernel against unfolded product, at the ResNet's shapes for 10 s segments."""
+    rng = np.random.default_rng(0)
+    for (height, width, in_channels), out_channels, kernel, stride in CONV_SHAPES:
+        x = mx.array(rng.normal(0, 1, (batch, height, width, in_channels)).astype(np.float32))
+        weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, in_channels)).astype(np.float32))
+        padding = (kernel // 2, kernel // 2)
+        times = {}
+        for name, route in (("kernel", conv_kernel.conv2d), ("product", wespeaker.unfolded_conv2d)):
+            for _ in range(3):
+                mx.eval(route(x, weight, (stride, stride), padding))
+            start = time.perf_counter()
+            for _ in range(REPEATS):
+                mx.eval(route(x, weight, (stride, stride), padding))
+            times[name] = (time.perf_counter() - start) / REPEATS * 1000
+        flops = 2 * batch * (height // stride) * (width // stride) * out_channels * in_channels * kernel * kernel
+        print(
+            f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride}: "
+            f"kernel {times['kernel']:.2f} ms ({flops / times['kernel'] / 1e9:.1f} TFLOP/s), "
+            f"product {times['product']:.2f} ms"
+        )
+        for tiles in SWEEP[out_channels] if sweep else []:
+            reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
+            result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles)
+            mx.eval(result, reference)
+            for _ in range(3):
+                mx.eval(conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
+            start = time.perf_counter()
+            for _ in range(REPEATS):
+                mx.eval(conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
+            ms = (time.perf_counter() - start) / REPEATS * 1000
+            diff = relative(result, reference)
+            print(f"    tiles {tiles}: {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s), diff {diff:.1e}")
 
 
 if __name__ == "__main__":

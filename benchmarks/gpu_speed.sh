@@ -6,7 +6,8 @@
 # /tmp: the mlx-cuda-13 wheel's two parts and wespeaker.ckpt, carried in earlier calls); runs this checkout's code.
 # In calls of under 10 minutes each: `gpu_speed.sh 1` (the issue's segmentation rows), `2` (the LSTM tile sweep, segmentation-3.0),
 # `3` (embeddings: the conv2d failure, the workaround's checks and speed), `4` (checks and diarization on the GPU),
-# `5` (the custom kernels against MLX's operations, SincNet's part size).
+# `5` (the custom kernels against MLX's operations, SincNet's part size), `6` (the WeSpeaker convolution kernel:
+# its comparisons and timings, the WeSpeaker build's checks through it, embedding speed by route).
 set -u
 D=${D:-.device/diar/c}
 OUT=${OUT:-/tmp/out}
@@ -66,4 +67,15 @@ for c in 4194304 16777216 1073741824; do
 done
 python3 -c "import json,sys; print(json.dumps({c: json.load(open(f'/tmp/parts_{c}.json'))['windows'] for c in sys.argv[1:]}, indent=1))" \
   4194304 16777216 1073741824 > $OUT/sincnet_parts.json
+fi
+if [ "$1" = 6 ]; then
+echo "== the custom kernels against MLX's own operations, the convolution kernel's timings"
+python3 benchmarks/gpu_kernels.py
+echo "== the ResNet through the kernel at the shapes where MLX's conv2d fails"
+timeout 150 python3 benchmarks/conv2d_oom.py --checkpoint /tmp/wespeaker.ckpt --seconds 3 10 --batches 1 2 4 8 32 128 --route kernel --out $OUT/conv2d_kernel.json 2>&1 | cut -c1-300 | tail -14
+echo "== WeSpeaker build with its checks on the GPU (the runtime's route, the kernel)"
+timeout 200 python3 -m converter build --checkpoint /tmp/wespeaker.ckpt --out /tmp/ws --force 2>&1 | grep -v -i "torchcodec\|warnings.warn" | tail -22
+echo "== embedding speed by route: the kernel (the runtime's on CUDA), the unfolded product"
+timeout 150 python3 benchmarks/embedding_speed.py --checkpoint /tmp/wespeaker.ckpt --seconds 3 10 --batches 1 8 32 64 --out $OUT/embedding_speed.json 2>&1 | grep -v -i "torchcodec\|warnings.warn"
+MLX_SEGMENTATION_CONV=matmul timeout 100 python3 benchmarks/embedding_speed.py --checkpoint /tmp/wespeaker.ckpt --seconds 10 --batches 1 8 32 --out $OUT/embedding_speed_matmul.json 2>&1 | grep -v -i "torchcodec\|warnings.warn" | cut -c1-300
 fi

@@ -349,6 +349,12 @@ BLOCKS = [
         lambda r: embeddings(r, "h200_embedding_speed.json"),
     ),
     Block(
+        "h200-embeddings-matmul",
+        "docs/speed.md",
+        ("h200_embedding_speed_matmul.json",),
+        lambda r: embeddings(r, "h200_embedding_speed_matmul.json"),
+    ),
+    Block(
         "h200-embeddings-conv2d",
         "docs/speed.md",
         ("h200_embedding_speed_conv2d.json",),

@@ -13,22 +13,23 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import fbank
+from . import conv_kernel, fbank
 from .config import WeSpeakerConfig
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
-# How convolutions run: "auto" (a matrix product over unfolded patches on CUDA, MLX's conv2d elsewhere),
-# "conv2d" or "matmul" (MLX_SEGMENTATION_CONV; any other value is "auto"). MLX 0.32's CUDA conv2d fails
-# with "cudaMallocAsync ... out of memory" on some batch shapes (benchmarks/conv2d_oom.py reproduces it);
-# a float32 matrix product computes the same sums.
+# How convolutions run (MLX_SEGMENTATION_CONV): "auto" (`conv_kernel` on CUDA, MLX's conv2d elsewhere),
+# "conv2d", "matmul" (`unfolded_conv2d`) or "kernel" (`conv_kernel` where it applies, else "matmul"); any
+# other value is "auto". MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some
+# batch shapes (benchmarks/conv2d_oom.py reproduces it); the other routes compute the same float32 sums.
 CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
 
 
-def convolve_as_matmul() -> bool:
-    if CONV_ROUTE in ("conv2d", "matmul"):
-        return CONV_ROUTE == "matmul"
-    return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
+def route() -> str:
+    """The route convolutions take now: "conv2d", "matmul" or "kernel"."""
+    if CONV_ROUTE in ("conv2d", "matmul", "kernel"):
+        return CONV_ROUTE
+    return "kernel" if conv_kernel.on_cuda() else "conv2d"
 
 
 def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> mx.array:
@@ -48,11 +49,14 @@ def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padd
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d (same parameters), run as `unfolded_conv2d` where `convolve_as_matmul()` says so."""
+    """nn.Conv2d (same parameters), run by the route `route()` names."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        if not convolve_as_matmul():
+        chosen = route()
+        if chosen == "conv2d":
             return super().__call__(x)
+        if chosen == "kernel" and conv_kernel.applies(x, self.weight):
+            return conv_kernel.conv2d(x, self.weight, self.stride, self.padding)
         return unfolded_conv2d(x, self.weight, self.stride, self.padding)
 
 

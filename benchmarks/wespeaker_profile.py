@@ -1,0 +1,97 @@
+"""Where the WeSpeaker ResNet34's time goes on this machine's default device, by stage, and its convolutions alone.
+
+    python benchmarks/wespeaker_profile.py --checkpoint wespeaker.ckpt [--seconds 10] [--batch 32]
+
+Times the whole model, then the fbank, the stem, each ResNet layer and the pooling with embedding
+(each evaluated alone on the previous stage's output), then every convolution of the ResNet alone at
+its shape (through the route the runtime takes): the layers' time minus their convolutions' is what
+batch norm, ReLU and the shortcuts' additions cost.
+"""
+
+from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import mlx_segmentation
+import mlx.core as mx
+import numpy as np
+
+from checks.audio import speech_segments
+from converter.build import build
+from mlx_segmentation import wespeaker
+from mlx_segmentation.wespeaker import statistics_pooling
+
+REPEATS = 10
+
+
+def milliseconds(function) -> float:
+    for _ in range(2):
+        mx.eval(function())
+    start = time.perf_counter()
+    for _ in range(REPEATS):
+        mx.eval(function())
+    return (time.perf_counter() - start) / REPEATS * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = mlx_segmentation.load(build(args.checkpoint, Path(tmp) / "model", log=lambda m: None).out)
+    waveforms = mx.array(speech_segments(args.seconds, args.batch))
+    resnet = model.resnet
+    print(f"{mx.default_device()}, route {wespeaker.route()}, {args.batch} x {args.seconds:g} s")
+    print(f"whole model                {milliseconds(lambda: model(waveforms)):8.2f} ms")
+    features = model.fbank(waveforms)
+    mx.eval(features)
+    print(f"fbank                      {milliseconds(lambda: model.fbank(waveforms)):8.2f} ms")
+    stages = [("stem", resnet.stem, features)]
+    out = resnet.stem(features)
+    for index, layer in enumerate(resnet.layers, start=1):
+
+        def run(x, layer=layer):
+            for block in layer:
+                x = block(x)
+            return x
+
+        mx.eval(out)
+        stages.append((f"layer{index}", run, out))
+        out = run(out)
+    mx.eval(out)
+    layers_ms = 0.0
+    for name, function, inputs in stages:
+        ms = milliseconds(lambda function=function, inputs=inputs: function(inputs))
+        layers_ms += ms
+        print(f"{name:<26} {ms:8.2f} ms")
+    batch, frequency, frames, channels = out.shape
+    flat = out.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
+    print(f"pooling and embedding      {milliseconds(lambda: resnet.seg_1(statistics_pooling(flat))):8.2f} ms")
+
+    convolutions = []
+    original = wespeaker.Conv2d.__call__
+
+    def recording(self, x):
+        convolutions.append((self, x))
+        return original(self, x)
+
+    wespeaker.Conv2d.__call__ = recording
+    try:
+        mx.eval(resnet.frames(features))
+    finally:
+        wespeaker.Conv2d.__call__ = original
+    rng = np.random.default_rng(0)
+    conv_ms = 0.0
+    for conv, x in convolutions:
+        x = mx.array(rng.normal(0, 1, x.shape).astype(np.float32))
+        conv_ms += milliseconds(lambda conv=conv, x=x: conv(x))
+    print(f"stem and layers            {layers_ms:8.2f} ms, of which {len(convolutions)} convolutions {conv_ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""WeSpeaker's convolutions on CUDA as one custom kernel: an implicit matrix product, exact float32.
+
+Each thread block computes a tile of BM output pixels by BN output channels, reading the input's
+patches straight from the (batch, height, width, channels) image (zeros outside it, for the padding)
+and the weights as (kernel height x kernel width x in channels, out channels); each output is one
+float32 sum of fused multiply-adds in a fixed order (tap by tap, channel by channel), whatever the
+batch. Nothing is unfolded in memory, unlike `wespeaker.unfolded_conv2d`, and MLX's CUDA conv2d (which
+fails on some shapes, benchmarks/conv2d_oom.py) is not used.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+BK = 16  # input channels per step of the product (the kernel needs in_channels % 16 == 0)
+
+SOURCE = """
+    constexpr int THREADS = (BM / TM) * (BN / TN);
+    constexpr int KQ = BK / 4;                          // threads loading one pixel's BK channels, a float4 each
+    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread loads per step
+    constexpr int WQ = BK * BN / 4;                     // float4s of weights per step
+    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
+    constexpr int STEPS = KH * KW * (CI / BK);
+    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
+    const int M = N * HO * WO;
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.x * BM;
+    const int n0 = blockIdx.y * BN;
+    __shared__ __align__(16) float As[BK][BM];
+    __shared__ __align__(16) float Bs[BK][BN];
+    const int kq = (tid % KQ) * 4;
+    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
+    bool valid[ROWS];
+    for (int l = 0; l < ROWS; ++l) {
+        row[l] = (tid + l * THREADS) / KQ;
+        const int m = m0 + row[l];
+        valid[l] = m < M;
+        const int mm = valid[l] ? m : 0;
+        const int n = mm / (HO * WO), rest = mm % (HO * WO);
+        base[l] = n * H * W;
+        iy0[l] = (rest / WO) * SH - PH;
+        ix0[l] = (rest % WO) * SW - PW;
+    }
+    float4 xa[ROWS], wb[WLOADS];  // the next step's tiles, loaded while this step's are multiplied
+    auto load = [&](int step) {
+        const int tap = step / (CI / BK), c0 = (step % (CI / BK)) * BK;
+        const int dy = tap / KW, dx = tap % KW;
+        for (int l = 0; l < ROWS; ++l) {
+            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
+            xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W)
+                xa[l] = *reinterpret_cast<const float4*>(x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq);
+        }
+        for (int l = 0; l < WLOADS; ++l) {
+            const int q = tid + l * THREADS;
+            if (q < WQ) {
+                const int k = q / (BN / 4), c = (q % (BN / 4)) * 4;
+                wb[l] = *reinterpret_cast<const float4*>(wk + ((size_t)tap * CI + c0 + k) * CO + n0 + c);
+            }
+        }
+    };
+    const int ty = tid / (BN / TN), tx = tid % (BN / TN);
+    float acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+    load(0);
+    for (int step = 0; step < STEPS; ++step) {
+        for (int l = 0; l < ROWS; ++l) {
+            As[kq][row[l]] = xa[l].x;
+            As[kq + 1][row[l]] = xa[l].y;
+            As[kq + 2][row[l]] = xa[l].z;
+            As[kq + 3][row[l]] = xa[l].w;
+        }
+        for (int l = 0; l < WLOADS; ++l) {
+            const int q = tid + l * THREADS;
+            if (q < WQ) *reinterpret_cast<float4*>(&Bs[q / (BN / 4)][(q % (BN / 4)) * 4]) = wb[l];
+        }
+        __syncthreads();
+        if (step + 1 < STEPS) load(step + 1);
+        for (int k = 0; k < BK; ++k) {
+            float a[TM], b[TN];
+            for (int i = 0; i < TM; i += 4) {
+                const float4 v = *reinterpret_cast<const float4*>(&As[k][ty * TM + i]);
+                a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+            }
+            for (int j = 0; j < TN; j += 4) {
+                const float4 v = *reinterpret_cast<const float4*>(&Bs[k][tx * TN + j]);
+                b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
+            }
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < TM; ++i) {
+        const int m = m0 + ty * TM + i;
+        if (m < M) {
+            for (int j = 0; j < TN; j += 4) {
+                *reinterpret_cast<float4*>(y + (size_t)m * CO + n0 + tx * TN + j) =
+                    make_float4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
+            }
+        }
+    }
+"""
+
+_KERNEL: list[object] = []
+
+
+def on_cuda() -> bool:
+    return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
+
+
+def applies(x: mx.array, weight: mx.array) -> bool:
+    """Whether the kernel handles this convolution: on CUDA, float32, in channels a multiple of 16, out of 32."""
+    return (
+        on_cuda()
+        and x.dtype == mx.float32
+        and weight.dtype == mx.float32
+        and weight.shape[-1] % BK == 0
+        and weight.shape[0] % 32 == 0
+        and x.ndim == 4
+    )
+
+
+def tile(out_channels: int) -> tuple[int, int, int, int, int]:
+    """(BM, BN, TM, TN, BK): 64 pixels by 64 channels, or 128 by 32 for 32 channels, 8 x 4 per thread.
+
+    The fastest of the tiles `benchmarks/gpu_kernels.py --sweep` tries, at the ResNet's shapes on an H200.
+    """
+    return (128, 32, 8, 4, BK) if out_channels == 32 else (64, 64, 8, 4, BK)
+
+
+def conv2d(
+    x: mx.array,
+    weight: mx.array,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    tiles: tuple[int, int, int, int, int] | None = None,
+) -> mx.array:
+    """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
+
+    `tiles` overrides `tile(out_channels)` (benchmarks/gpu_kernels.py sweeps them).
+    """
+    batch, height, width, in_channels = x.shape
+    out_channels, kernel_h, kernel_w, _ = weight.shape
+    out_h = (height + 2 * padding[0] - kernel_h) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
+    if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
+        return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
+    if not _KERNEL:
+        _KERNEL.append(
+            mx.fast.cuda_kernel(
+                name="wespeaker_conv2d",
+                input_names=["x", "wk", "sizes"],
+                output_names=["y"],
+                source=SOURCE,
+            )
+        )
+    bm, bn, tm, tn, bk = tiles or tile(out_channels)
+    threads = (bm // tm) * (bn // tn)
+    blocks = -(-batch * out_h * out_w // bm)
+    (y,) = _KERNEL[0](
+        inputs=[x, weight.reshape(out_channels, -1).T, mx.array([batch, height, width, out_h, out_w], dtype=mx.int32)],
+        template=[
+            ("CI", in_channels),
+            ("CO", out_channels),
+            ("KH", kernel_h),
+            ("KW", kernel_w),
+            ("SH", stride[0]),
+            ("SW", stride[1]),
+            ("PH", padding[0]),
+            ("PW", padding[1]),
+            ("BM", bm),
+            ("BN", bn),
+            ("TM", tm),
+            ("TN", tn),
+            ("BK", bk),
+        ],
+        grid=(blocks * threads, out_channels // bn, 1),
+        threadgroup=(threads, 1, 1),
+        output_shapes=[(batch, out_h, out_w, out_channels)],
+        output_dtypes=[mx.float32],
+    )
+    return y
