@@ -73,7 +73,36 @@ def main() -> int:
         print(f"{name:<45} {value:.2e}  {'ok' if value <= TOLERANCE else 'TOO FAR'}")
     if backend == "cuda":
         time_convolutions(sweep="--sweep" in sys.argv)
+    if backend == "cuda" and "--lstm-sweep" in sys.argv:
+        time_recurrence()
     return 0 if all(value <= TOLERANCE for value in results.values()) else 1
+
+
+def time_recurrence() -> None:
+    """Milliseconds per layer of the recurrence kernel by tile and weight rows in registers (results must not move)."""
+    rng = np.random.default_rng(0)
+    for batch, steps in ((32, 293), (32, 589), (256, 293), (1024, 293)):
+        projected = mx.array(rng.normal(0, 2, (2, batch, steps, 512)).astype(np.float32))
+        Wh = mx.array(rng.normal(0, 0.2, (2, 512, 128)).astype(np.float32))
+        h = mx.zeros((2, batch, 128))
+        c = mx.zeros((2, batch, 128))
+        reference = None
+        for tile in (1, 2, 4, 8):
+            for rows in (0, 32, 64) if tile <= 4 else (0, 32):  # tile 8 with 64: too many registers
+                recurrence.TILE, recurrence.REGISTERS = tile, rows
+                out = recurrence._run_kernel(projected, Wh, h, c, "cuda")[0]
+                for _ in range(3):
+                    mx.eval(recurrence._run_kernel(projected, Wh, h, c, "cuda"))
+                start = time.perf_counter()
+                for _ in range(REPEATS):
+                    mx.eval(recurrence._run_kernel(projected, Wh, h, c, "cuda"))
+                ms = (time.perf_counter() - start) / REPEATS * 1000
+                reference = out if reference is None else reference
+                diff = relative(out, reference)
+                print(
+                    f"LSTM batch {batch}, {steps} steps, tile {tile}, {rows} rows in registers: {ms:.3f} ms, {diff:.1e}"
+                )
+    recurrence.TILE, recurrence.REGISTERS = 0, -1
 
 
 def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> np.ndarray:

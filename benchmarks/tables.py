@@ -331,8 +331,26 @@ BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h200_diarization.json",),
-        lambda r: diarization_recordings(r, "h200_diarization.json"),
+        ("h100_nov26_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26_diarization.json"),
+    ),
+    Block(
+        "h100-nov26-diarization",
+        "docs/speed.md",
+        ("h100_nov26_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26_diarization.json"),
+    ),
+    Block(
+        "h100-nov26-windows",
+        "docs/speed.md",
+        ("h100_nov26_speed_batch32.json",),
+        lambda r: windows(r, "h100_nov26_speed_batch32.json"),
+    ),
+    Block(
+        "h100-nov26-recording",
+        "docs/speed.md",
+        ("h100_nov26_speed_batch32.json",),
+        lambda r: recording(r, ("h100_nov26_speed_batch32.json",)),
     ),
     Block(
         "h200-diarization",

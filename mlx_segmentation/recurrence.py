@@ -3,10 +3,12 @@
 `run` takes the input projections of every step (x @ Wx^T + bias, the reverse direction already
 read backwards) and runs the cell over time. On a GPU it runs a custom kernel that keeps h in shared
 memory and c in registers and does all time steps in one launch (CUDA and Metal, the same
-algorithm). On the CPU it runs a numpy loop: MLX's CPU backend spends about 20 us per operation
-and computes exp and tanh one value at a time, numpy about 1 us and with SIMD, which makes the
-recurrence 5 times faster there. Elsewhere (other dtypes, sizes the kernel does not handle) a
-portable MLX loop. All compute in float32 with PyTorch's gate order i, f, g, o.
+algorithm and sums; on CUDA each thread also keeps part of its weight column in registers, and a
+small batch spreads over one or two windows per thread block). On the CPU it runs a numpy loop:
+MLX's CPU backend spends about 20 us per operation and computes exp and tanh one value at a time,
+numpy about 1 us and with SIMD, which makes the recurrence 5 times faster there. Elsewhere (other
+dtypes, sizes the kernel does not handle) a portable MLX loop. All compute in float32 with
+PyTorch's gate order i, f, g, o.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ SHARED_BYTES = {"cuda": 48 * 1024, "metal": 32 * 1024}  # static shared / thread
 
 CUDA_SOURCE = """
     constexpr int G = 4 * H;
-    constexpr int P = TILE / 4;  // (batch, unit) pairs each thread updates
+    constexpr int PAIRS = TILE * H;      // (batch, unit) pairs of the block
+    constexpr int P = (PAIRS + G - 1) / G;  // pairs each thread updates
     const int B = sizes[0];      // batch: a runtime value, so that one compiled kernel serves every batch size
     const int j = threadIdx.x;   // gate column
     const int b0 = blockIdx.x * TILE;
@@ -36,16 +39,28 @@ CUDA_SOURCE = """
         const int q = j + p * G, b = q / H, u = q % H;
         const bool valid = b0 + b < B;
         const size_t s = ((size_t)d * B + b0 + b) * H + u;
-        h_s[b][u] = valid ? h0[s] : 0.0f;
-        c_r[p] = valid ? c0[s] : 0.0f;
+        c_r[p] = 0.0f;
+        if (q < PAIRS) {
+            h_s[b][u] = valid ? h0[s] : 0.0f;
+            c_r[p] = valid ? c0[s] : 0.0f;
+        }
     }
     __syncthreads();
     const float* w = whT + (size_t)d * H * G;
+    float w_r[R > 0 ? R : 1];  // the column's first R weights, held in registers for every step
+    for (int k = 0; k < R; ++k) w_r[k] = w[k * G + j];
     for (int step = 0; step < T; ++step) {
         const int t = d == 0 ? step : T - 1 - step;
         float acc[TILE];
         for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
-        for (int k = 0; k < H; k += 4) {
+        for (int k = 0; k < R; k += 4) {
+            for (int b = 0; b < TILE; ++b) {
+                const float4 hv = *reinterpret_cast<const float4*>(&h_s[b][k]);
+                const float* wk = &w_r[k];
+                acc[b] = fmaf(hv.w, wk[3], fmaf(hv.z, wk[2], fmaf(hv.y, wk[1], fmaf(hv.x, wk[0], acc[b]))));
+            }
+        }
+        for (int k = R; k < H; k += 4) {
             const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
             for (int b = 0; b < TILE; ++b) {
                 const float4 hv = *reinterpret_cast<const float4*>(&h_s[b][k]);
@@ -58,7 +73,7 @@ CUDA_SOURCE = """
         __syncthreads();
         for (int p = 0; p < P; ++p) {
             const int q = j + p * G, b = q / H, u = q % H;
-            if (b0 + b < B) {
+            if (q < PAIRS && b0 + b < B) {
                 const float i = 1.0f / (1.0f + expf(-g_s[b][u]));
                 const float f = 1.0f / (1.0f + expf(-g_s[b][H + u]));
                 const float g = tanhf(g_s[b][2 * H + u]);
@@ -74,7 +89,7 @@ CUDA_SOURCE = """
     }
     for (int p = 0; p < P; ++p) {
         const int q = j + p * G, b = q / H, u = q % H;
-        if (b0 + b < B) {
+        if (q < PAIRS && b0 + b < B) {
             const size_t s = ((size_t)d * B + b0 + b) * H + u;
             hn[s] = h_s[b][u];
             cn[s] = c_r[p];
@@ -157,21 +172,44 @@ def gpu_backend() -> str | None:
     return None
 
 
-# Benchmarking: MLX_SEGMENTATION_LSTM_TILE=4, 8 or 16 forces a tile; any other value is ignored.
-TILE = {"4": 4, "8": 8, "16": 16}.get(os.environ.get("MLX_SEGMENTATION_LSTM_TILE", ""), 0)
+# Benchmarking: MLX_SEGMENTATION_LSTM_TILE=1, 2, 4, 8 or 16 forces a tile (1 and 2 on CUDA only); any other
+# value is ignored. MLX_SEGMENTATION_LSTM_REGISTERS=0, 32 or 64 forces the weight rows CUDA keeps in registers.
+TILE = {"1": 1, "2": 2, "4": 4, "8": 8, "16": 16}.get(os.environ.get("MLX_SEGMENTATION_LSTM_TILE", ""), 0)
+REGISTERS = {"0": 0, "32": 32, "64": 64}.get(os.environ.get("MLX_SEGMENTATION_LSTM_REGISTERS", ""), -1)
 
 
 def _tile(backend: str, hidden: int, batch: int) -> int | None:
-    """Batch elements per thread block: 4 up to 512 (more blocks, shorter steps), else 8, or what fits.
+    """Batch elements per thread block: on CUDA 1 up to 64 windows, 2 up to 128, 4 up to 512, else 8.
 
-    Measured on an H200 (benchmarks/results/h200_sweeps.json): tile 4 runs batch 1 to 256 1.4 to 1.9
-    times faster than 16; at 1024, 8 is fastest.
+    Each step is a chain of dependent operations, so small batches run fastest spread over as many
+    blocks as the GPU runs at once (an H100 has 132 multiprocessors; two directions per window).
+    Measured on an H100 (benchmarks/results/h100_lstm_sweep.log): one layer at batch 32 takes 0.69 ms
+    with tile 1, 1.32 with 4 (both with 64 weight rows in registers); at 256 tile 4 is fastest, at
+    1024 tile 8. Metal keeps 4 and 8 (its kernel updates TILE / 4 pairs per thread).
     """
-    preferred = TILE or (4 if batch <= 512 else 8)
-    for tile in (16, 8, 4):
+    if backend == "cuda":
+        preferred = TILE or next(
+            tile for tile, most in ((1, 64), (2, 128), (4, 512), (8, None)) if not most or batch <= most
+        )
+        candidates = (16, 8, 4, 2, 1)
+    else:
+        preferred = TILE or (4 if batch <= 512 else 8)
+        candidates = (16, 8, 4)
+    for tile in candidates:
         if tile <= preferred and tile * 5 * hidden * 4 <= SHARED_BYTES[backend]:
             return tile
     return None
+
+
+def _register_rows(hidden: int, tile: int) -> int:
+    """Rows of the recurrent weights each CUDA thread keeps in registers: 64 up to tile 4 and 128 units.
+
+    Read from registers instead of memory at every step: 1.8 to 3.4 times faster per layer up to
+    tile 4 (same sums, same order). With 8 windows per block, or more than 512 threads (hidden > 128),
+    64 rows would exceed the registers a block may have.
+    """
+    rows = REGISTERS if REGISTERS >= 0 else (64 if tile <= 4 and hidden <= 128 else 0)
+    return min(rows, hidden)
 
 
 def kernel_applies(hidden: int, dtype: mx.Dtype) -> bool:
@@ -269,7 +307,8 @@ def _run_kernel(
     state_shape = (directions, batch, hidden)
     out, hn, cn = _KERNELS[backend](
         inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch], dtype=mx.int32)],
-        template=[("D", directions), ("T", steps), ("H", hidden), ("TILE", tile)],
+        template=[("D", directions), ("T", steps), ("H", hidden), ("TILE", tile)]
+        + ([("R", _register_rows(hidden, tile))] if backend == "cuda" else []),
         grid=(-(-batch // tile) * gates, directions, 1),
         threadgroup=(gates, 1, 1),
         output_shapes=[(batch, steps, directions * hidden), state_shape, state_shape],

@@ -53,16 +53,34 @@ def test_sincnet_in_parts_equals_sincnet_whole(converted, monkeypatch):
 
 
 def test_kernel_tile_follows_the_batch():
-    """4 windows per thread block up to 512 (more blocks for small batches), 8 above; only what fits."""
-    assert [recurrence._tile("cuda", 128, batch) for batch in (1, 32, 512, 513, 4096)] == [4, 4, 4, 8, 8]
+    """CUDA: 1 window per thread block up to 64, 2 up to 128, 4 up to 512, 8 above; Metal 4 then 8; what fits."""
+    batches = (1, 32, 64, 65, 128, 129, 512, 513, 4096)
+    assert [recurrence._tile("cuda", 128, batch) for batch in batches] == [1, 1, 1, 2, 2, 4, 4, 8, 8]
+    assert [recurrence._tile("metal", 128, batch) for batch in (1, 32, 512, 513)] == [4, 4, 4, 8]
     assert recurrence._tile("metal", 256, 4096) == 4  # 8 x 5 x 256 floats exceed Metal's 32 KiB
-    assert recurrence._tile("cuda", 1024, 1) is None
+    assert recurrence._tile("cuda", 4096, 1) is None  # not even one window's h and gates fit
 
 
-@pytest.mark.parametrize(("value", "tile"), [("8", 8), ("3", 0), ("abc", 0), ("", 0), ("-4", 0)])
+def test_weight_rows_in_registers_only_where_the_block_has_them():
+    """64 rows up to 4 windows per block and 128 units (512 threads); none for 8 windows or wider layers."""
+    assert [recurrence._register_rows(128, tile) for tile in (1, 2, 4, 8, 16)] == [64, 64, 64, 0, 0]
+    assert recurrence._register_rows(256, 1) == 0
+    assert recurrence._register_rows(32, 1) == 32
+
+
+@pytest.mark.parametrize(("value", "tile"), [("8", 8), ("1", 1), ("3", 0), ("abc", 0), ("", 0), ("-4", 0)])
 def test_the_tile_knob_takes_only_tiles_the_kernel_has(value, tile):
-    """MLX_SEGMENTATION_LSTM_TILE: 4, 8 or 16, anything else ignored (no crash at import, no tile of 3)."""
+    """MLX_SEGMENTATION_LSTM_TILE: 1, 2, 4, 8 or 16, anything else ignored (no crash at import, no tile of 3)."""
     code = "from mlx_segmentation import recurrence; print(recurrence.TILE)"
     env = {**os.environ, "MLX_SEGMENTATION_LSTM_TILE": value}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == str(tile)
+
+
+@pytest.mark.parametrize(("value", "rows"), [("64", 64), ("0", 0), ("48", -1), ("x", -1), ("", -1)])
+def test_the_register_knob_takes_only_what_the_kernel_was_measured_with(value, rows):
+    """MLX_SEGMENTATION_LSTM_REGISTERS: 0, 32 or 64, anything else ignored (-1: the rule decides)."""
+    code = "from mlx_segmentation import recurrence; print(recurrence.REGISTERS)"
+    env = {**os.environ, "MLX_SEGMENTATION_LSTM_REGISTERS": value}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == str(rows)
