@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from . import recurrence
+
 BK = 16  # input channels per step of the product (the kernel needs in_channels % 16 == 0)
 
 SOURCE = """
@@ -107,7 +109,7 @@ _KERNEL: list[object] = []
 
 
 def on_cuda() -> bool:
-    return mx.default_device().type == mx.DeviceType.gpu and hasattr(mx, "cuda") and mx.cuda.is_available()
+    return recurrence.gpu_backend() == "cuda"
 
 
 def applies(x: mx.array, weight: mx.array) -> bool:

@@ -188,13 +188,12 @@ def _tile(backend: str, hidden: int, batch: int) -> int | None:
     1024 tile 8. Metal keeps 4 and 8 (its kernel updates TILE / 4 pairs per thread).
     """
     if backend == "cuda":
-        preferred = TILE or next(
-            tile for tile, most in ((1, 64), (2, 128), (4, 512), (8, None)) if not most or batch <= most
-        )
+        preferred = 1 if batch <= 64 else 2 if batch <= 128 else 4 if batch <= 512 else 8
         candidates = (16, 8, 4, 2, 1)
     else:
-        preferred = TILE or (4 if batch <= 512 else 8)
+        preferred = 4 if batch <= 512 else 8
         candidates = (16, 8, 4)
+    preferred = TILE or preferred
     for tile in candidates:
         if tile <= preferred and tile * 5 * hidden * 4 <= SHARED_BYTES[backend]:
             return tile
