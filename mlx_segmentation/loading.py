@@ -33,7 +33,12 @@ def load(path_or_repo: str | Path, *, revision: str | None = None) -> nn.Module:
             folder = download(str(path_or_repo), revision=revision)
         except ModelLoadError as error:
             raise ModelLoadError(f"no model folder {folder} here, nor on the Hub: {error}") from None
-    verified = verify_folder(folder)
+    return load_verified(folder)
+
+
+def load_verified(folder: Path, hashed: dict[str, tuple[bytes, str]] | None = None) -> nn.Module:
+    """Load a local model folder (`load`); `hashed`: files already read and hashed, name -> (bytes, sha256)."""
+    verified = verify_folder(folder, hashed)
     config, weights = verified.config, verified.weights
     model = build_model(config)
     expected = dict(tree_flatten(model.parameters()))
@@ -56,11 +61,18 @@ class VerifiedFolder:
     weights: dict[str, mx.array]
 
 
-def verify_folder(folder: Path) -> VerifiedFolder:
-    """Read the manifest, then each file it vouches for, hash-checked before it is parsed."""
-    manifest = _parse(folder / MANIFEST_FILE, _read_file(folder / MANIFEST_FILE), Manifest)
-    config = _parse(folder / CONFIG_FILE, _verified_bytes(folder, CONFIG_FILE, manifest.files.get(CONFIG_FILE)), CONFIG)
-    weights_bytes = _verified_bytes(folder, WEIGHTS_FILE, manifest.weights_sha256)
+def verify_folder(folder: Path, hashed: dict[str, tuple[bytes, str]] | None = None) -> VerifiedFolder:
+    """Read the manifest, then each file it vouches for, hash-checked before it is parsed.
+
+    `hashed` holds files a pipeline's manifest already verified (name -> (bytes, their sha256)): those
+    are neither read nor hashed again, only their sha256 compared with this manifest's.
+    """
+    hashed = hashed or {}
+    manifest_bytes = hashed[MANIFEST_FILE][0] if MANIFEST_FILE in hashed else _read_file(folder / MANIFEST_FILE)
+    manifest = _parse(folder / MANIFEST_FILE, manifest_bytes, Manifest)
+    config_bytes = _verified_bytes(folder, CONFIG_FILE, manifest.files.get(CONFIG_FILE), hashed)
+    config = _parse(folder / CONFIG_FILE, config_bytes, CONFIG)
+    weights_bytes = _verified_bytes(folder, WEIGHTS_FILE, manifest.weights_sha256, hashed)
     if manifest.files.get(WEIGHTS_FILE, manifest.weights_sha256) != manifest.weights_sha256:
         raise ModelLoadError(f"{folder / MANIFEST_FILE}: records two different sha256 for {WEIGHTS_FILE}")
     weights = _parse_weights(folder / WEIGHTS_FILE, weights_bytes)
@@ -134,12 +146,16 @@ def _read_file(path: Path) -> bytes:
         raise ModelLoadError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
-def _verified_bytes(folder: Path, name: str, sha256: str | None) -> bytes:
-    """A file's bytes, refused unless they hash to what the manifest records."""
+def _verified_bytes(folder: Path, name: str, sha256: str | None, hashed: dict[str, tuple[bytes, str]]) -> bytes:
+    """A file's bytes, refused unless they hash to what the manifest records (`hashed`: known hashes)."""
     if sha256 is None:
         raise ModelLoadError(f"{folder / MANIFEST_FILE}: records no sha256 for {name} (not a sealed model folder)")
-    data = _read_file(folder / name)
-    if sha256_bytes(data) != sha256:
+    if name in hashed:
+        data, digest = hashed[name]
+    else:
+        data = _read_file(folder / name)
+        digest = sha256_bytes(data)
+    if digest != sha256:
         raise ModelLoadError(f"{folder / name}: does not match its sha256 in the manifest (changed or corrupted)")
     return data
 

@@ -9,7 +9,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 
-from .loading import ModelLoadError, _looks_like_repo_id, _parse, _read_file, download, load
+from .loading import ModelLoadError, _looks_like_repo_id, _parse, _read_file, download, load_verified
 from .manifest import sha256_bytes
 from .pipeline_config import EMBEDDING_FOLDER, PIPELINE_CONFIG_FILE, PLDA_FILE, SEGMENTATION_FOLDER, DiarizationConfig
 from .pipeline_manifest import PIPELINE_MANIFEST_FILE, PipelineManifest
@@ -50,8 +50,8 @@ def load_pipeline_parts(path_or_repo: str | Path, *, revision: str | None = None
     manifest = _parse(folder / PIPELINE_MANIFEST_FILE, _read_file(folder / PIPELINE_MANIFEST_FILE), PipelineManifest)
     verified = verify_pipeline_files(folder, manifest, refuse_extra=local)
     config = _parse(folder / PIPELINE_CONFIG_FILE, _required(verified, PIPELINE_CONFIG_FILE, folder), DiarizationConfig)
-    segmentation = load(folder / SEGMENTATION_FOLDER)
-    embedding = load(folder / EMBEDDING_FOLDER)
+    segmentation = load_verified(folder / SEGMENTATION_FOLDER, _inside(verified, manifest, SEGMENTATION_FOLDER))
+    embedding = load_verified(folder / EMBEDDING_FOLDER, _inside(verified, manifest, EMBEDDING_FOLDER))
     if not isinstance(segmentation, PyanNet) or not isinstance(embedding, WeSpeakerResNet34):
         raise ModelLoadError(
             f"{folder}: {SEGMENTATION_FOLDER}/ must hold a PyanNet, {EMBEDDING_FOLDER}/ a WeSpeaker model"
@@ -94,6 +94,16 @@ def verify_pipeline_files(folder: Path, manifest: PipelineManifest, refuse_extra
         if extra:
             raise ModelLoadError(f"{folder}: files the pipeline manifest does not record: {', '.join(extra[:5])}")
     return verified
+
+
+def _inside(verified: dict[str, bytes], manifest: PipelineManifest, subfolder: str) -> dict[str, tuple[bytes, str]]:
+    """The verified files of one model subfolder, by name inside it, with the sha256 they were checked against."""
+    prefix = f"{subfolder}/"
+    return {
+        name.removeprefix(prefix): (data, manifest.files[name])
+        for name, data in verified.items()
+        if name.startswith(prefix)
+    }
 
 
 def _required(verified: dict[str, bytes], name: str, folder: Path) -> bytes:

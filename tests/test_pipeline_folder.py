@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from converter.cli import main
 from converter.pipeline_build import build_pipeline
-from mlx_segmentation import ModelLoadError, load, pipeline_loading
+from mlx_segmentation import ModelLoadError, load, loading, pipeline_loading
 from mlx_segmentation.loading import tensor_sha256
 from mlx_segmentation.manifest import sha256_file
 from mlx_segmentation.pipeline_config import AgglomerativeParams, VBxParams
@@ -254,6 +254,34 @@ def test_tampered_pipeline_folders_are_refused(built, tmp_path, edit, message):
     edit(folder)
     with pytest.raises(ModelLoadError, match=message):
         load_pipeline_parts(folder)
+
+
+def test_a_model_file_resealed_only_in_the_pipeline_manifest_is_refused(built, tmp_path):
+    """The pipeline manifest vouches for the bytes, the model's own manifest must agree with it."""
+    folder = tmp_path / "pipeline"
+    shutil.copytree(built["community-1"], folder)
+    flip_last_byte("segmentation/model.safetensors")(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["segmentation/model.safetensors"] = sha256_file(folder / "segmentation" / "model.safetensors")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="model.safetensors: does not match its sha256 in the manifest"):
+        load_pipeline_parts(folder)
+
+
+def test_each_file_is_read_once(built, monkeypatch):
+    """The pipeline manifest's check reads and hashes every file; the models load from those bytes."""
+    reads: list[str] = []
+    original = pipeline_loading._read_file
+
+    def counting(path: Path) -> bytes:
+        reads.append(path.relative_to(built["community-1"]).as_posix())
+        return original(path)
+
+    monkeypatch.setattr(pipeline_loading, "_read_file", counting)
+    monkeypatch.setattr(loading, "_read_file", counting)
+    load_pipeline_parts(built["community-1"])
+    assert sorted(reads) == sorted(set(reads))
+    assert {"segmentation/model.safetensors", "embedding/model.safetensors", "manifest.json"} <= set(reads)
 
 
 class PassingReport(BaseModel):
