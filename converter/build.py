@@ -60,11 +60,16 @@ def build(
     card: CardInfo | None = None,
     check: Checker | None = None,
     log: Callable[[str], None] = print,
+    source: SourceCheckpoint | None = None,
 ) -> BuildResult:
-    """Convert `checkpoint` into the model folder `out`, atomically; checked, carded and sealed if `check` is given."""
+    """Convert `checkpoint` into the model folder `out`, atomically; checked, carded and sealed if `check` is given.
+
+    `source`: the checkpoint already read (`read_checkpoint`), as `build --pipeline` does to check it first.
+    """
     with output_lock(out, force, protected=[checkpoint]) as target, staging_folder(target) as staging:
-        log(f"reading {checkpoint}")
-        source = read_checkpoint(checkpoint)
+        if source is None:
+            log(f"reading {checkpoint}")
+            source = read_checkpoint(checkpoint)
         config, mapped = convert(source, log)
         manifest = write_model(staging, config, mapped, source, dtype)
         report = None

@@ -35,7 +35,7 @@ from .families import model_config
 from .pipeline_card import render_pipeline_card
 from .pipeline_source import PipelineFolder, PipelineSourceError, read_pipeline_folder
 from .plda_source import check_dimension, read_plda
-from .reader import read_checkpoint
+from .reader import SourceCheckpoint, read_checkpoint
 from .writer import output_lock, staging_folder
 
 ModelConfig = TypeVar("ModelConfig", PyanNetConfig, WeSpeakerConfig)
@@ -89,13 +89,17 @@ def build_pipeline(
     source = read_pipeline_folder(pipeline_dir)
     plda = read_plda(*source.plda) if source.plda else None
     # Everything the folder says is checked before either model is converted.
-    config = diarization_config(source, _source_config(source.segmentation, PyanNetConfig))
-    embedding_config = _source_config(source.embedding, WeSpeakerConfig)
+    log(f"reading {source.segmentation} and {source.embedding}")
+    segmentation_source = read_checkpoint(source.segmentation)
+    embedding_source = read_checkpoint(source.embedding)
+    config = diarization_config(source, _source_config(segmentation_source, source.segmentation, PyanNetConfig))
+    embedding_config = _source_config(embedding_source, source.embedding, WeSpeakerConfig)
     if plda is not None:
         check_dimension(plda, embedding_config.resnet.embed_dim, source.plda[0])
     with output_lock(out, force, protected=[pipeline_dir]) as target, staging_folder(target) as staging:
-        segmentation = build(source.segmentation, staging / SEGMENTATION_FOLDER, dtype=dtype, check=check, log=log)
-        embedding = build(source.embedding, staging / EMBEDDING_FOLDER, dtype=dtype, check=check, log=log)
+        options = {"dtype": dtype, "check": check, "log": log}
+        segmentation = build(source.segmentation, staging / SEGMENTATION_FOLDER, source=segmentation_source, **options)
+        embedding = build(source.embedding, staging / EMBEDDING_FOLDER, source=embedding_source, **options)
         if plda is not None:
             save_file({name: np.ascontiguousarray(array) for name, array in plda.items()}, str(staging / PLDA_FILE))
         (staging / PIPELINE_CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
@@ -143,9 +147,9 @@ def seal_pipeline(folder: Path, manifest: PipelineManifest) -> PipelineManifest:
     return manifest
 
 
-def _source_config(checkpoint: Path, kind: type[ModelConfig]) -> ModelConfig:
-    """The checkpoint's config (read safely, every hyper-parameter validated), refused if of the wrong family."""
-    config = model_config(read_checkpoint(checkpoint))
+def _source_config(source: SourceCheckpoint, checkpoint: Path, kind: type[ModelConfig]) -> ModelConfig:
+    """The checkpoint's config (every hyper-parameter validated), refused if of the wrong family."""
+    config = model_config(source)
     if not isinstance(config, kind):
         needed = kind.model_fields["model_type"].default
         raise ConverterError(f"{checkpoint}: a {config.model_type} model, where the pipeline needs a {needed} model")

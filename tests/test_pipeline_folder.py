@@ -256,6 +256,24 @@ def test_tampered_pipeline_folders_are_refused(built, tmp_path, edit, message):
         load_pipeline_parts(folder)
 
 
+def test_each_checkpoint_is_read_once(sources, tmp_path, monkeypatch):
+    """build --pipeline reads each checkpoint once: checked for its family, then converted from what was read."""
+    import converter.build
+    import converter.pipeline_build
+
+    reads: list[Path] = []
+    original = converter.pipeline_build.read_checkpoint
+
+    def counting(path: Path):
+        reads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(converter.pipeline_build, "read_checkpoint", counting)
+    monkeypatch.setattr(converter.build, "read_checkpoint", counting)
+    build_pipeline(sources["community-1"], tmp_path / "out", log=lambda message: None)
+    assert len(reads) == len(set(reads)) == 2
+
+
 def test_a_model_file_resealed_only_in_the_pipeline_manifest_is_refused(built, tmp_path):
     """The pipeline manifest vouches for the bytes, the model's own manifest must agree with it."""
     folder = tmp_path / "pipeline"
