@@ -5,8 +5,8 @@
 # Expects what benchmarks/gpu_diarization.sh expects ($D: wheels/, segmentation-3.0.bin, seg-2022.bin, sample.wav;
 # /tmp: the mlx-cuda-13 wheel's two parts and wespeaker.ckpt, carried in earlier calls); runs this checkout's code.
 # In calls of under 10 minutes each: `gpu_speed.sh 1` (the issue's segmentation rows), `2` (the LSTM tile sweep, segmentation-3.0),
-# `3` (embeddings: the conv2d failure, the workaround's checks and speed), `4` (checks and diarization on the GPU),
-# `5` (the custom kernels against MLX's operations, SincNet's part size), `6` (the WeSpeaker convolution kernel:
+# `3` (embeddings: the conv2d failure, the unfolded product at its shapes, MLX's conv2d's speed), `4` (checks and diarization on the GPU),
+# `5` (the custom kernels against MLX's operations, the LSTM kernel's sweep, SincNet's part size), `6` (the WeSpeaker convolution kernel:
 # its comparisons and timings, the WeSpeaker build's checks through it, embedding speed by route).
 set -u
 D=${D:-.device/diar/c}
@@ -37,15 +37,12 @@ speed --checkpoint $D/segmentation-3.0.bin --batches 32 256 1024 --minutes 60 --
 exit
 fi
 if [ "$1" = 3 ]; then
-echo "== WeSpeaker: MLX's conv2d at the failing shapes (each length in its own process), then the runtime's route"
+echo "== WeSpeaker: MLX's conv2d at the failing shapes (each length in its own process), then the unfolded product"
 for s in 3 10; do
   timeout 120 python3 benchmarks/conv2d_oom.py --checkpoint /tmp/wespeaker.ckpt --seconds $s --batches 1 2 4 8 32 128 --route conv2d --out $OUT/conv2d_oom_$s.json 2>&1 | grep -v Traceback | cut -c1-400 | tail -8
 done
 timeout 150 python3 benchmarks/conv2d_oom.py --checkpoint /tmp/wespeaker.ckpt --seconds 3 10 --batches 1 2 4 8 32 128 --route matmul --out $OUT/conv2d_matmul.json 2>&1 | cut -c1-300 | tail -14
-echo "== WeSpeaker build with its checks on the GPU (matmul route)"
-timeout 200 python3 -m converter build --checkpoint /tmp/wespeaker.ckpt --out /tmp/ws --force 2>&1 | grep -v -i "torchcodec\|warnings.warn" | tail -22
-echo "== embedding speed, matmul route (the runtime's on CUDA), then MLX's conv2d"
-timeout 150 python3 benchmarks/embedding_speed.py --checkpoint /tmp/wespeaker.ckpt --seconds 3 10 --batches 1 8 32 64 --out $OUT/embedding_speed.json 2>&1 | grep -v -i "torchcodec\|warnings.warn"
+echo "== embedding speed with MLX's conv2d (the runtime's route, its checks and speed: part 6)"
 MLX_SEGMENTATION_CONV=conv2d timeout 100 python3 benchmarks/embedding_speed.py --checkpoint /tmp/wespeaker.ckpt --seconds 10 --batches 1 8 32 --out $OUT/embedding_speed_conv2d.json 2>&1 | grep -v -i "torchcodec\|warnings.warn" | cut -c1-300
 exit
 fi
@@ -59,8 +56,8 @@ timeout 400 python3 benchmarks/diarization.py --segmentation $D/segmentation-3.0
   --minutes 60 --out $OUT/diarization.json 2>&1 | grep --line-buffered -v -i "torchcodec\|warnings.warn" | tail -40
 fi
 if [ "$1" = 5 ]; then
-echo "== the custom kernels against MLX's own operations"
-python3 benchmarks/gpu_kernels.py
+echo "== the custom kernels against MLX's own operations, the LSTM kernel's tiles and registers"
+python3 benchmarks/gpu_kernels.py --lstm-sweep
 echo "== SincNet part sizes at batch 1024 (raw windows: time and peak memory)"
 for c in 4194304 16777216 1073741824; do
   speed --checkpoint $D/seg-2022.bin --batches 32 1024 --minutes 0 --sincnet-chunk-samples $c --out /tmp/parts_$c.json
