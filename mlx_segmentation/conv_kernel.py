@@ -1,11 +1,11 @@
-"""WeSpeaker's convolutions on CUDA as one custom kernel: an implicit matrix product, exact float32.
+"""WeSpeaker's convolutions on CUDA as one custom kernel: an implicit matrix product, float32 throughout.
 
 Each thread block computes a tile of BM output pixels by BN output channels, reading the input's
 patches straight from the (batch, height, width, channels) image (zeros outside it, for the padding)
 and the weights as (kernel height x kernel width x in channels, out channels); each output is one
-float32 sum of fused multiply-adds in a fixed order (tap by tap, channel by channel), whatever the
-batch. Nothing is unfolded in memory, unlike `wespeaker.unfolded_conv2d`, and MLX's CUDA conv2d (which
-fails on some shapes, benchmarks/conv2d_oom.py) is not used.
+sequential float32 sum of fused multiply-adds in a fixed order (tap by tap, channel by channel),
+whatever the batch. Nothing is unfolded in memory, unlike `wespeaker.unfolded_conv2d`, and MLX's CUDA
+conv2d (which fails on some shapes, benchmarks/conv2d_oom.py) is not used.
 """
 
 from __future__ import annotations
