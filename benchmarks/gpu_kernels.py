@@ -91,18 +91,23 @@ def time_recurrence() -> None:
             for rows in (0, 32, 64) if tile <= 4 else (0, 32):  # tile 8 with 64: too many registers
                 recurrence.TILE, recurrence.REGISTERS = tile, rows
                 out = recurrence._run_kernel(projected, Wh, h, c, "cuda")[0]
-                for _ in range(3):
-                    mx.eval(recurrence._run_kernel(projected, Wh, h, c, "cuda"))
-                start = time.perf_counter()
-                for _ in range(REPEATS):
-                    mx.eval(recurrence._run_kernel(projected, Wh, h, c, "cuda"))
-                ms = (time.perf_counter() - start) / REPEATS * 1000
+                ms = milliseconds(lambda: recurrence._run_kernel(projected, Wh, h, c, "cuda"))
                 reference = out if reference is None else reference
                 diff = relative(out, reference)
                 print(
                     f"LSTM batch {batch}, {steps} steps, tile {tile}, {rows} rows in registers: {ms:.3f} ms, {diff:.1e}"
                 )
     recurrence.TILE, recurrence.REGISTERS = 0, -1
+
+
+def milliseconds(function) -> float:
+    """Mean milliseconds of REPEATS evaluated calls of `function`, after three warm-up calls."""
+    for _ in range(3):
+        mx.eval(function())
+    start = time.perf_counter()
+    for _ in range(REPEATS):
+        mx.eval(function())
+    return (time.perf_counter() - start) / REPEATS * 1000
 
 
 def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> np.ndarray:
@@ -153,30 +158,20 @@ def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
         x = mx.array(rng.normal(0, 1, (batch, height, width, in_channels)).astype(np.float32))
         weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, in_channels)).astype(np.float32))
         padding = (kernel // 2, kernel // 2)
-        times = {}
-        for name, route in (("kernel", conv_kernel.conv2d), ("product", wespeaker.unfolded_conv2d)):
-            for _ in range(3):
-                mx.eval(route(x, weight, (stride, stride), padding))
-            start = time.perf_counter()
-            for _ in range(REPEATS):
-                mx.eval(route(x, weight, (stride, stride), padding))
-            times[name] = (time.perf_counter() - start) / REPEATS * 1000
+        times = {
+            name: milliseconds(lambda route=route: route(x, weight, (stride, stride), padding))
+            for name, route in (("kernel", conv_kernel.conv2d), ("product", wespeaker.unfolded_conv2d))
+        }
         flops = 2 * batch * (height // stride) * (width // stride) * out_channels * in_channels * kernel * kernel
         print(
             f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride}: "
             f"kernel {times['kernel']:.2f} ms ({flops / times['kernel'] / 1e9:.1f} TFLOP/s), "
             f"product {times['product']:.2f} ms"
         )
+        reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
         for tiles in SWEEP[out_channels] if sweep else []:
-            reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
             result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles)
-            mx.eval(result, reference)
-            for _ in range(3):
-                mx.eval(conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
-            start = time.perf_counter()
-            for _ in range(REPEATS):
-                mx.eval(conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
-            ms = (time.perf_counter() - start) / REPEATS * 1000
+            ms = milliseconds(lambda tiles=tiles: conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
             diff = relative(result, reference)
             print(f"    tiles {tiles}: {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s), diff {diff:.1e}")
 
