@@ -5,7 +5,7 @@
 Compares the LSTM recurrence kernel with the portable MLX loop, the |x| max-pool kernel with MLX's
 and, on CUDA, the WeSpeaker convolution kernel with the unfolded product and with float64; odd sizes
 on purpose (partial thread blocks, a last pooled frame cut short). Then times the convolution kernel
-against the unfolded product at the ResNet's shapes for 10 s segments.
+(and with partial sums per tap only) against the unfolded product at the ResNet's shapes for 10 s segments.
 Prints the largest differences relative to each output's scale and exits 1 if one exceeds 1e-5.
 """
 
@@ -29,6 +29,10 @@ def relative(ours: mx.array, theirs: mx.array) -> float:
     ours, theirs = np.array(ours, dtype=np.float64), np.array(theirs, dtype=np.float64)
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+
+
+def rms(ours: mx.array, exact: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.array(ours, dtype=np.float64) - exact) ** 2)))
 
 
 def main() -> int:
@@ -66,9 +70,16 @@ def main() -> int:
             weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32))
             padding = (kernel // 2, kernel // 2)
             ours = conv_kernel.conv2d(x, weight, (stride, stride), padding)
+            product = wespeaker.unfolded_conv2d(x, weight, (stride,) * 2, padding)
+            exact = float64_conv2d(x, weight, stride, padding[0])
             name = f"conv {shape} -> {out_channels}, {kernel}x{kernel} /{stride}"
-            results[name + " vs product"] = relative(ours, wespeaker.unfolded_conv2d(x, weight, (stride,) * 2, padding))
-            results[name + " vs float64"] = relative(ours, float64_conv2d(x, weight, stride, padding[0]))
+            results[name + " vs product"] = relative(ours, product)
+            results[name + " vs float64"] = relative(ours, exact)
+            per_tap = conv_kernel.conv2d(x, weight, (stride, stride), padding, sums=1)
+            print(
+                f"{name}: root mean square from float64, kernel {rms(ours, exact):.2e}, "
+                f"per tap only {rms(per_tap, exact):.2e}, product {rms(product, exact):.2e}"
+            )
     for name, value in results.items():
         print(f"{name:<45} {value:.2e}  {'ok' if value <= TOLERANCE else 'TOO FAR'}")
     if backend == "cuda":
@@ -158,15 +169,19 @@ def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
         x = mx.array(rng.normal(0, 1, (batch, height, width, in_channels)).astype(np.float32))
         weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, in_channels)).astype(np.float32))
         padding = (kernel // 2, kernel // 2)
+        routes = {
+            "kernel": conv_kernel.conv2d,
+            "per tap only": lambda *args: conv_kernel.conv2d(*args, sums=1),
+            "product": wespeaker.unfolded_conv2d,
+        }
         times = {
             name: milliseconds(lambda route=route: route(x, weight, (stride, stride), padding))
-            for name, route in (("kernel", conv_kernel.conv2d), ("product", wespeaker.unfolded_conv2d))
+            for name, route in routes.items()
         }
         flops = 2 * batch * (height // stride) * (width // stride) * out_channels * in_channels * kernel * kernel
         print(
             f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride}: "
-            f"kernel {times['kernel']:.2f} ms ({flops / times['kernel'] / 1e9:.1f} TFLOP/s), "
-            f"product {times['product']:.2f} ms"
+            + ", ".join(f"{name} {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s)" for name, ms in times.items())
         )
         reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
         for tiles in SWEEP[out_channels] if sweep else []:
