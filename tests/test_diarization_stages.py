@@ -27,8 +27,9 @@ from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
 from pyannote.audio.pipelines.utils.diarization import set_num_speakers as their_set_num_speakers
 from pyannote.core import SlidingWindow as TheirWindow
 from pyannote.core import SlidingWindowFeature
+from scipy.spatial.distance import pdist
 
-from mlx_segmentation.clustering import AgglomerativeClustering, VBxClustering, filter_embeddings
+from mlx_segmentation.clustering import AgglomerativeClustering, VBxClustering, euclidean_distances, filter_embeddings
 from mlx_segmentation.diarization import (
     Diarization,
     FrameScores,
@@ -167,6 +168,16 @@ def test_filter_embeddings_equals_pyannote(talk):
     for mine, their in zip(ours, expected):
         np.testing.assert_array_equal(mine, their)
     assert 0 < len(ours[0]) < np.sum(talk.speakers >= 0) - 3  # some active speakers are not alone enough
+
+
+@pytest.mark.parametrize("num_points", [2, 3, 64, 65, 300])
+def test_euclidean_distances_equal_scipy(num_points):
+    """The threaded rows give scipy's pdist bit for bit (what linkage would compute), in its order."""
+    points = np.random.default_rng(num_points).normal(size=(num_points, 256)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    ours = euclidean_distances(points)
+    assert ours.dtype == np.float64
+    np.testing.assert_array_equal(ours, pdist(points))
 
 
 def assert_same_clusters(ours, expected) -> None:
