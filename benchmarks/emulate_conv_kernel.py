@@ -1,15 +1,12 @@
-"""Runs the CUDA convolution kernels' source on the CPU, to check their logic without a GPU.
+"""Runs the CUDA convolution kernel's source on the CPU, to check its logic without a GPU.
 
     python benchmarks/emulate_conv_kernel.py
 
-Compiles `conv_kernel.SOURCE` (and `TF32_SOURCE`, the tensor cores' kernel) with g++ (C++20), one OS
-thread per CUDA thread of a block, blocks one after another, `__syncthreads` as a `std::barrier`;
-an `mma.sync` is emulated as its warp's collective product (each lane posts its fragments, then
-reads the tiles back; exact products summed in float64) and `cvt.rna.tf32` by rounding the bits.
-Compares the outputs at odd shapes (partial tiles, strides, 1 x 1 and 3 x 3 kernels, both
-partial-sum modes) with float64, printing each one's largest and root-mean-square distance relative
-to the output's scale. Exits 1 if one is over 1e-5. It checks indexing, tiling, fragments and the
-order of the sums, not speed or the GPU's own rounding.
+Compiles `conv_kernel.SOURCE` with g++ (C++20), one OS thread per CUDA thread of a block, blocks one
+after another, `__syncthreads` as a `std::barrier`; then compares the outputs at odd shapes (partial
+tiles, strides, 1 x 1 and 3 x 3 kernels, both partial-sum modes) with float64, printing each one's
+largest and root-mean-square distance relative to the output's scale. Exits 1 if one is over 1e-5.
+It checks indexing, tiling and the order of the sums, not speed or the GPU's own rounding.
 """
 
 from __future__ import annotations
@@ -26,15 +23,12 @@ from mlx_segmentation import conv_kernel
 HARNESS = r"""
 #include <barrier>
 #include <cmath>
-#include <cstring>
 #include <cstddef>
 #include <cstdio>
 #include <thread>
 #include <vector>
 struct float4 { float x, y, z, w; };
-struct float2 { float x, y; };
 static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
-static inline float2 make_float2(float a, float b) { return {a, b}; }
 struct Dim { int x, y, z; };
 thread_local Dim threadIdx;
 Dim blockIdx;
@@ -42,7 +36,6 @@ std::barrier<>* block_barrier;
 #define __syncthreads() block_barrier->arrive_and_wait()
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-HEADER
 void kernel(const float* x, const float* w, const int* sizes, float* y) {
 SOURCE
 }
@@ -55,10 +48,9 @@ int main(int argc, char** argv) {
   std::vector<float> x(nx), w(nw), y(M * CO, NAN);
   if (fread(x.data(), 4, nx, f) != (size_t)nx || fread(w.data(), 4, nw, f) != (size_t)nw) return 1;
   fclose(f);
-  constexpr int THREADS = BLOCK_THREADS;
+  constexpr int THREADS = (BM / TM) * (BN / TN);
   std::barrier<> barrier(THREADS);
   block_barrier = &barrier;
-  WARP_BARRIERS
   for (int bx = 0; bx < (M + BM - 1) / BM; ++bx)
     for (int by = 0; by < CO / BN; ++by) {
       blockIdx = {bx, by, 0};
@@ -73,47 +65,6 @@ int main(int argc, char** argv) {
 }
 """
 
-TF32_EMULATED = r"""
-static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline unsigned tf32_rna(float v) {  // cvt.rna.tf32.f32 on finite values: nearest, ties away from zero
-  unsigned u;
-  std::memcpy(&u, &v, 4);
-  return (u + 0x1000u) & 0xffffe000u;
-}
-void split_tf32(float v, unsigned& hi, unsigned& lo) {
-  hi = tf32_rna(v);
-  lo = tf32_rna(v - __uint_as_float(hi));
-}
-struct WarpTiles { float a[16][8], b[8][8], c[16][8]; };
-WarpTiles warp_tiles[32];
-std::barrier<>* warp_barrier[32];
-void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  WarpTiles& s = warp_tiles[warp];
-  s.a[g][t] = __uint_as_float(a[0]);
-  s.a[g + 8][t] = __uint_as_float(a[1]);
-  s.a[g][t + 4] = __uint_as_float(a[2]);
-  s.a[g + 8][t + 4] = __uint_as_float(a[3]);
-  s.b[t][g] = __uint_as_float(b[0]);
-  s.b[t + 4][g] = __uint_as_float(b[1]);
-  for (int q = 0; q < 4; ++q) s.c[g + (q >> 1) * 8][2 * t + (q & 1)] = d[q];
-  warp_barrier[warp]->arrive_and_wait();
-  float out[4];
-  for (int q = 0; q < 4; ++q) {
-    const int r = g + (q >> 1) * 8, c = 2 * t + (q & 1);
-    double sum = s.c[r][c];
-    for (int k = 0; k < 8; ++k) sum += (double)s.a[r][k] * s.b[k][c];
-    out[q] = (float)sum;
-  }
-  warp_barrier[warp]->arrive_and_wait();
-  for (int q = 0; q < 4; ++q) d[q] = out[q];
-}
-"""
-MAKE_WARP_BARRIERS = """
-  std::vector<std::barrier<>*> warps;
-  for (int i = 0; i < THREADS / 32; ++i) warp_barrier[i] = new std::barrier<>(32);
-"""
-
 CASES = (  # input (batch, height, width, channels), out channels, kernel, stride
     ((3, 20, 13, 32), 32, 3, 1),
     ((2, 17, 11, 32), 64, 3, 2),
@@ -123,24 +74,16 @@ CASES = (  # input (batch, height, width, channels), out channels, kernel, strid
 
 
 def emulate(x: np.ndarray, weight: np.ndarray, stride: int, sums: int, folder: Path) -> np.ndarray:
-    """The kernel's output for channels-last x and weight (out, kh, kw, in), padding kernel // 2;
-    `sums` 1 or 2 for `SOURCE`'s partial sums, 0 for `TF32_SOURCE`."""
+    """The kernel's output for channels-last x and weight (out, kh, kw, in), padding kernel // 2."""
     batch, height, width, in_channels = x.shape
     out_channels, kernel, _, _ = weight.shape
     padding = kernel // 2
     out_h, out_w = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
     bm, bn, tm, tn, bk = conv_kernel.tile(out_channels)
     template = dict(CI=in_channels, CO=out_channels, KH=kernel, KW=kernel, SH=stride, SW=stride, PH=padding)
-    template |= dict(PW=padding, BM=bm, BN=bn, BK=bk)
-    if sums:
-        template |= dict(TM=tm, TN=tn, SUMS=sums, BLOCK_THREADS=(bm // tm) * (bn // tn))
-        code = HARNESS.replace("HEADER", "").replace("WARP_BARRIERS", "").replace("SOURCE", conv_kernel.SOURCE)
-    else:
-        template |= dict(BLOCK_THREADS=(bm // 32) * (bn // 32) * 32)
-        code = HARNESS.replace("HEADER", TF32_EMULATED).replace("WARP_BARRIERS", MAKE_WARP_BARRIERS)
-        code = code.replace("SOURCE", conv_kernel.TF32_SOURCE)
+    template |= dict(PW=padding, BM=bm, BN=bn, TM=tm, TN=tn, BK=bk, SUMS=sums)
     source, program = folder / "kernel.cpp", folder / "kernel"
-    source.write_text(code)
+    source.write_text(HARNESS.replace("SOURCE", conv_kernel.SOURCE))
     defines = [f"-D{name}={value}" for name, value in template.items()]
     subprocess.run(["g++", "-O2", "-std=c++20", "-pthread", *defines, str(source), "-o", str(program)], check=True)
     with open(folder / "in.bin", "wb") as f:
@@ -173,13 +116,12 @@ def main() -> int:
             weight = rng.normal(0.01, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32)
             exact = float64_conv2d(x, weight, stride)
             scale = np.abs(exact).max()
-            for sums in (1, 2, 0):
+            for sums in (1, 2):
                 ours = emulate(x, weight, stride, sums, Path(folder))
                 largest = float(np.abs(ours - exact).max() / scale) if np.isfinite(ours).all() else float("inf")
                 rms = float(np.sqrt(np.mean((ours - exact) ** 2)) / scale)
                 worst = max(worst, largest)
-                mode = f"sums {sums}" if sums else "tensor cores"
-                name = f"{shape} -> {out_channels}, {kernel}x{kernel} /{stride}, {mode}"
+                name = f"{shape} -> {out_channels}, {kernel}x{kernel} /{stride}, sums {sums}"
                 print(f"{name}: max {largest:.2e} rms {rms:.2e}")
     return 0 if worst <= 1e-5 else 1
 

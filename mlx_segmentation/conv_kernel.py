@@ -131,169 +131,7 @@ SOURCE = """
     }
 """
 
-# The same convolution on tensor cores, float32 kept as three TF32 products: each value is split
-# into hi = tf32(v) and lo = tf32(v - hi), and a * b taken as a_lo * b_hi + a_hi * b_lo + a_hi * b_hi
-# (a_lo * b_lo, under 2^-22 of a * b, is left out), summed in float32 partial sums as above.
-# Warps of 32 x 32 outputs, each a grid of 2 x 4 mma.sync.m16n8k8 tiles.
-TF32_HEADER = """
-__device__ __forceinline__ void split_tf32(float v, unsigned& hi, unsigned& lo) {
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(v));
-    const float rest = v - __uint_as_float(hi);
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(rest));
-}
-__device__ __forceinline__ void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-"""
-
-TF32_SOURCE = """
-    constexpr int THREADS = (BM / 32) * (BN / 32) * 32;  // a warp per 32 x 32 outputs
-    constexpr int KQ = BK / 4;
-    constexpr int ROWS = BM * KQ / THREADS;
-    constexpr int WQ = BK * BN / 4;
-    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
-    constexpr int STEPS = KH * KW * (CI / BK);
-    constexpr int KTOT = KH * KW * CI;
-    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
-    const int M = N * HO * WO;
-    const int tid = threadIdx.x;
-    const int m0 = blockIdx.x * BM;
-    const int n0 = blockIdx.y * BN;
-    __shared__ float As[BK][BM + 8];  // 8 more: the fragments' reads free of bank conflicts
-    __shared__ float Bs[BK][BN + 8];
-    const int kq = (tid % KQ) * 4;
-    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
-    bool valid[ROWS];
-    #pragma unroll
-    for (int l = 0; l < ROWS; ++l) {
-        row[l] = (tid + l * THREADS) / KQ;
-        const int m = m0 + row[l];
-        valid[l] = m < M;
-        const int mm = valid[l] ? m : 0;
-        const int n = mm / (HO * WO), rest = mm % (HO * WO);
-        base[l] = n * H * W;
-        iy0[l] = (rest / WO) * SH - PH;
-        ix0[l] = (rest % WO) * SW - PW;
-    }
-    float4 xa[ROWS], wb[WLOADS];
-    auto load = [&](int step) {
-        const int tap = step / (CI / BK), c0 = (step % (CI / BK)) * BK;
-        const int dy = tap / KW, dx = tap % KW;
-        #pragma unroll
-        for (int l = 0; l < ROWS; ++l) {
-            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
-            xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W)
-                xa[l] = *reinterpret_cast<const float4*>(x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq);
-        }
-        #pragma unroll
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS;
-            const size_t at = (size_t)(n0 + q / KQ) * KTOT + tap * CI + c0 + (q % KQ) * 4;
-            if (q < WQ) wb[l] = *reinterpret_cast<const float4*>(w + at);
-        }
-    };
-    const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-    const int wm = warp / (BN / 32), wn = warp % (BN / 32);
-    float acc[2][4][4], tap[2][4][4], part[2][4][4];  // the whole sum, this tap's, this step's
-    #pragma unroll
-    for (int i = 0; i < 2; ++i)
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            #pragma unroll
-            for (int q = 0; q < 4; ++q) acc[i][j][q] = tap[i][j][q] = 0.0f;
-    load(0);
-    for (int step = 0; step < STEPS; ++step) {
-        #pragma unroll
-        for (int l = 0; l < ROWS; ++l) {
-            As[kq][row[l]] = xa[l].x;
-            As[kq + 1][row[l]] = xa[l].y;
-            As[kq + 2][row[l]] = xa[l].z;
-            As[kq + 3][row[l]] = xa[l].w;
-        }
-        #pragma unroll
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
-            if (q < WQ) {
-                Bs[k][n] = wb[l].x;
-                Bs[k + 1][n] = wb[l].y;
-                Bs[k + 2][n] = wb[l].z;
-                Bs[k + 3][n] = wb[l].w;
-            }
-        }
-        __syncthreads();
-        if (step + 1 < STEPS) load(step + 1);
-        #pragma unroll
-        for (int i = 0; i < 2; ++i)
-            #pragma unroll
-            for (int j = 0; j < 4; ++j)
-                #pragma unroll
-                for (int q = 0; q < 4; ++q) part[i][j][q] = 0.0f;
-        #pragma unroll
-        for (int ks = 0; ks < BK; ks += 8) {
-            unsigned ahi[2][4], alo[2][4], bhi[4][2], blo[4][2];
-            #pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const int r = wm * 32 + i * 16 + g;
-                split_tf32(As[ks + t4][r], ahi[i][0], alo[i][0]);
-                split_tf32(As[ks + t4][r + 8], ahi[i][1], alo[i][1]);
-                split_tf32(As[ks + t4 + 4][r], ahi[i][2], alo[i][2]);
-                split_tf32(As[ks + t4 + 4][r + 8], ahi[i][3], alo[i][3]);
-            }
-            #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int c = wn * 32 + j * 8 + g;
-                split_tf32(Bs[ks + t4][c], bhi[j][0], blo[j][0]);
-                split_tf32(Bs[ks + t4 + 4][c], bhi[j][1], blo[j][1]);
-            }
-            #pragma unroll
-            for (int i = 0; i < 2; ++i)
-                #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    mma_tf32(part[i][j], alo[i], bhi[j]);
-                    mma_tf32(part[i][j], ahi[i], blo[j]);
-                    mma_tf32(part[i][j], ahi[i], bhi[j]);
-                }
-        }
-        #pragma unroll
-        for (int i = 0; i < 2; ++i)
-            #pragma unroll
-            for (int j = 0; j < 4; ++j)
-                #pragma unroll
-                for (int q = 0; q < 4; ++q) tap[i][j][q] += part[i][j][q];
-        if ((step + 1) % (CI / BK) == 0) {
-            #pragma unroll
-            for (int i = 0; i < 2; ++i)
-                #pragma unroll
-                for (int j = 0; j < 4; ++j)
-                    #pragma unroll
-                    for (int q = 0; q < 4; ++q) {
-                        acc[i][j][q] += tap[i][j][q];
-                        tap[i][j][q] = 0.0f;
-                    }
-        }
-        __syncthreads();
-    }
-    #pragma unroll
-    for (int i = 0; i < 2; ++i)
-        #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const int m = m0 + wm * 32 + i * 16 + g + half * 8;
-            if (m < M) {
-                #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    const int n = n0 + wn * 32 + j * 8 + t4 * 2;
-                    *reinterpret_cast<float2*>(y + (size_t)m * CO + n) =
-                        make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-                }
-            }
-        }
-"""
-
-_KERNELS: dict[str, object] = {}
+_KERNEL: list[object] = []
 
 
 def on_cuda() -> bool:
@@ -327,12 +165,10 @@ def conv2d(
     padding: tuple[int, int],
     tiles: tuple[int, int, int, int, int] | None = None,
     sums: int | None = None,
-    tensor_cores: bool = False,
 ) -> mx.array:
     """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
 
-    `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them);
-    `tensor_cores` runs the three-TF32-product kernel instead (same tiles of BM x BN, warps of 32 x 32).
+    `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them).
     """
     batch, height, width, in_channels = x.shape
     out_channels, kernel_h, kernel_w, _ = weight.shape
@@ -340,46 +176,39 @@ def conv2d(
     out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
         return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
+    if not _KERNEL:
+        _KERNEL.append(
+            mx.fast.cuda_kernel(
+                name="wespeaker_conv2d",
+                input_names=["x", "w", "sizes"],
+                output_names=["y"],
+                source=SOURCE,
+            )
+        )
     bm, bn, tm, tn, bk = tiles or tile(out_channels)
-    template = [
-        ("CI", in_channels),
-        ("CO", out_channels),
-        ("KH", kernel_h),
-        ("KW", kernel_w),
-        ("SH", stride[0]),
-        ("SW", stride[1]),
-        ("PH", padding[0]),
-        ("PW", padding[1]),
-        ("BM", bm),
-        ("BN", bn),
-        ("BK", bk),
-    ]
-    if tensor_cores:
-        threads = (bm // 32) * (bn // 32) * 32
-    else:
-        threads = (bm // tm) * (bn // tn)
-        template += [("TM", tm), ("TN", tn), ("SUMS", sums or (SUMS if kernel_h * kernel_w > 1 else 1))]
+    threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
-    (y,) = kernel(tensor_cores)(
+    (y,) = _KERNEL[0](
         inputs=[x, weight.reshape(out_channels, -1), mx.array([batch, height, width, out_h, out_w], dtype=mx.int32)],
-        template=template,
+        template=[
+            ("CI", in_channels),
+            ("CO", out_channels),
+            ("KH", kernel_h),
+            ("KW", kernel_w),
+            ("SH", stride[0]),
+            ("SW", stride[1]),
+            ("PH", padding[0]),
+            ("PW", padding[1]),
+            ("BM", bm),
+            ("BN", bn),
+            ("TM", tm),
+            ("TN", tn),
+            ("BK", bk),
+            ("SUMS", sums or (SUMS if kernel_h * kernel_w > 1 else 1)),
+        ],
         grid=(blocks * threads, out_channels // bn, 1),
         threadgroup=(threads, 1, 1),
         output_shapes=[(batch, out_h, out_w, out_channels)],
         output_dtypes=[mx.float32],
     )
     return y
-
-
-def kernel(tensor_cores: bool) -> object:
-    """The compiled kernel (built on first use)."""
-    name = "wespeaker_conv2d_tf32x3" if tensor_cores else "wespeaker_conv2d"
-    if name not in _KERNELS:
-        _KERNELS[name] = mx.fast.cuda_kernel(
-            name=name,
-            input_names=["x", "w", "sizes"],
-            output_names=["y"],
-            source=TF32_SOURCE if tensor_cores else SOURCE,
-            header=TF32_HEADER if tensor_cores else "",
-        )
-    return _KERNELS[name]

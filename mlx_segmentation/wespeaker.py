@@ -19,16 +19,15 @@ from .config import WeSpeakerConfig
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
 # How convolutions run (MLX_SEGMENTATION_CONV): "auto" (`conv_kernel` on CUDA, MLX's conv2d elsewhere),
-# "conv2d", "matmul" (`unfolded_conv2d`), "kernel" (`conv_kernel` where it applies, else "matmul") or "tensor"
-# (as "kernel", on tensor cores: three TF32 products per float32 product); any other value is "auto". MLX 0.32's
-# CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some batch shapes (benchmarks/conv2d_oom.py
-# reproduces it); the other routes compute the same float32 sums.
+# "conv2d", "matmul" (`unfolded_conv2d`) or "kernel" (`conv_kernel` where it applies, else "matmul"); any
+# other value is "auto". MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some
+# batch shapes (benchmarks/conv2d_oom.py reproduces it); the other routes compute the same float32 sums.
 CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
 
 
 def route() -> str:
-    """The route convolutions take now: "conv2d", "matmul", "kernel" or "tensor"."""
-    if CONV_ROUTE in ("conv2d", "matmul", "kernel", "tensor"):
+    """The route convolutions take now: "conv2d", "matmul" or "kernel"."""
+    if CONV_ROUTE in ("conv2d", "matmul", "kernel"):
         return CONV_ROUTE
     return "kernel" if conv_kernel.on_cuda() else "conv2d"
 
@@ -56,8 +55,8 @@ class Conv2d(nn.Conv2d):
         chosen = route()
         if chosen == "conv2d":
             return super().__call__(x)
-        if chosen in ("kernel", "tensor") and conv_kernel.applies(x, self.weight):
-            return conv_kernel.conv2d(x, self.weight, self.stride, self.padding, tensor_cores=chosen == "tensor")
+        if chosen == "kernel" and conv_kernel.applies(x, self.weight):
+            return conv_kernel.conv2d(x, self.weight, self.stride, self.padding)
         return unfolded_conv2d(x, self.weight, self.stride, self.padding)
 
 

@@ -28,8 +28,7 @@ def test_unfolded_conv2d_equals_conv2d(shape, kernel, stride, padding):
 
 
 @pytest.mark.parametrize(
-    ("knob", "route"),
-    [("matmul", "matmul"), ("kernel", "kernel"), ("tensor", "tensor"), ("conv2d", "conv2d"), ("nonsense", "conv2d")],
+    ("knob", "route"), [("matmul", "matmul"), ("kernel", "kernel"), ("conv2d", "conv2d"), ("nonsense", "conv2d")]
 )
 def test_the_route_knob(knob, route, monkeypatch):
     """On this CPU "auto" and unknown values keep MLX's conv2d; the other routes are taken when named."""
@@ -37,10 +36,9 @@ def test_the_route_knob(knob, route, monkeypatch):
     assert wespeaker.route() == route
 
 
-@pytest.mark.parametrize("knob", ["kernel", "tensor"])
-def test_the_kernel_route_falls_back_to_the_product_off_cuda(knob, monkeypatch):
-    """The CUDA kernels do not apply on this CPU: "kernel" and "tensor" convolve as the unfolded product."""
-    monkeypatch.setattr(wespeaker, "CONV_ROUTE", knob)
+def test_the_kernel_route_falls_back_to_the_product_off_cuda(monkeypatch):
+    """The CUDA kernel does not apply on this CPU: "kernel" convolves as the unfolded product, the same values."""
+    monkeypatch.setattr(wespeaker, "CONV_ROUTE", "kernel")
     conv = wespeaker.Conv2d(32, 32, 3, padding=1, bias=False)
     x = mx.array(np.random.default_rng(1).normal(0, 1, (2, 20, 9, 32)).astype(np.float32))
     assert not conv_kernel.applies(x, conv.weight)
