@@ -327,12 +327,42 @@ H200_SPEED_RUNS = (
     "h200_speed_batch32.json",
     "h200_speed_batch32_torch_in_our_windowing.json",
 )
+CURRENT_SPEED_RUNS = (
+    "h100_nov26b_speed_batch1024.json",
+    "h100_nov26b_speed_batch32.json",
+    "h100_nov26b_speed_batch32_torch_in_our_windowing.json",
+)
 BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov26_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov26_diarization.json"),
+        ("h100_nov26c_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26c_diarization.json"),
+    ),
+    Block(
+        "h100-current-diarization",
+        "docs/speed.md",
+        ("h100_nov26c_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26c_diarization.json"),
+    ),
+    Block(
+        "h100-current-windows",
+        "docs/speed.md",
+        CURRENT_SPEED_RUNS[:1],
+        lambda r: windows(r, CURRENT_SPEED_RUNS[0]),
+    ),
+    Block("h100-current-recording", "docs/speed.md", CURRENT_SPEED_RUNS, lambda r: recording(r, CURRENT_SPEED_RUNS)),
+    Block(
+        "h100-current-embeddings",
+        "docs/speed.md",
+        ("h100_nov26c_embedding_speed.json",),
+        lambda r: embeddings(r, "h100_nov26c_embedding_speed.json"),
+    ),
+    Block(
+        "h100-current-embeddings-matmul",
+        "docs/speed.md",
+        ("h100_embedding_speed_matmul.json",),
+        lambda r: embeddings(r, "h100_embedding_speed_matmul.json"),
     ),
     Block(
         "h100-nov26-diarization",
