@@ -40,10 +40,11 @@ void kernel(const float* x, const float* w, const int* sizes, float* y) {
 SOURCE
 }
 int main(int argc, char** argv) {
-  int sizes[5];
+  int sizes[13];
   FILE* f = fopen(argv[1], "rb");
-  if (fread(sizes, 4, 5, f) != 5) return 1;
-  const long nx = (long)sizes[0] * sizes[1] * sizes[2] * CI, nw = (long)CO * KH * KW * CI;
+  if (fread(sizes, 4, 13, f) != 13) return 1;
+  const int CI = sizes[5], CO = sizes[6];
+  const long nx = (long)sizes[0] * sizes[1] * sizes[2] * CI, nw = (long)CO * sizes[7] * sizes[8] * CI;
   const long M = (long)sizes[0] * sizes[3] * sizes[4];
   std::vector<float> x(nx), w(nw), y(M * CO, NAN);
   if (fread(x.data(), 4, nx, f) != (size_t)nx || fread(w.data(), 4, nw, f) != (size_t)nw) return 1;
@@ -80,14 +81,14 @@ def emulate(x: np.ndarray, weight: np.ndarray, stride: int, sums: int, folder: P
     padding = kernel // 2
     out_h, out_w = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
     bm, bn, tm, tn, bk = conv_kernel.tile(out_channels)
-    template = dict(CI=in_channels, CO=out_channels, KH=kernel, KW=kernel, SH=stride, SW=stride, PH=padding)
-    template |= dict(PW=padding, BM=bm, BN=bn, TM=tm, TN=tn, BK=bk, SUMS=sums)
+    template = dict(BM=bm, BN=bn, TM=tm, TN=tn, BK=bk, SUMS=sums)
     source, program = folder / "kernel.cpp", folder / "kernel"
     source.write_text(HARNESS.replace("SOURCE", conv_kernel.SOURCE))
     defines = [f"-D{name}={value}" for name, value in template.items()]
     subprocess.run(["g++", "-O2", "-std=c++20", "-pthread", *defines, str(source), "-o", str(program)], check=True)
     with open(folder / "in.bin", "wb") as f:
-        np.array([batch, height, width, out_h, out_w], np.int32).tofile(f)
+        sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel, kernel]
+        np.array(sizes + [stride, stride, padding, padding], np.int32).tofile(f)
         x.astype(np.float32).tofile(f)
         weight.reshape(out_channels, -1).astype(np.float32).tofile(f)
     subprocess.run([str(program), str(folder / "in.bin"), str(folder / "out.bin")], check=True)

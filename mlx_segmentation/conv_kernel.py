@@ -8,7 +8,9 @@ of each 3 x 3 tap apart, then the taps (`SUMS`). With these short partial sums t
 layer lands 1.21e-3 from float64 on real speech, closer than pyannote's own float32 (1.63e-3); one
 running sum of up to 2,304 products drifted to 6.38e-3. Nothing is unfolded in memory, unlike
 `wespeaker.unfolded_conv2d`, and MLX's CUDA conv2d (which fails on some shapes,
-benchmarks/conv2d_oom.py) is not used.
+benchmarks/conv2d_oom.py) is not used. Shapes, strides and padding are arguments, not template
+parameters: MLX compiles a custom kernel anew in every process (1.3 to 2 s per instance on an H100),
+so three instances (two tiles, two sum modes) serve every convolution of the ResNet.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ SOURCE = """
     constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread loads per step
     constexpr int WQ = BK * BN / 4;                     // float4s of weights per step
     constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
-    constexpr int STEPS = KH * KW * (CI / BK);
-    constexpr int KTOT = KH * KW * CI;                  // one output channel's weights
     const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
+    const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
+    const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
+    const int KTOT = KH * KW * CI;                      // one output channel's weights
     const int M = N * HO * WO;
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM;
@@ -49,9 +52,7 @@ SOURCE = """
         ix0[l] = (rest % WO) * SW - PW;
     }
     float4 xa[ROWS], wb[WLOADS];  // the next step's tiles, loaded while this step's are multiplied
-    auto load = [&](int step) {
-        const int tap = step / (CI / BK), c0 = (step % (CI / BK)) * BK;
-        const int dy = tap / KW, dx = tap % KW;
+    auto load = [&](int dy, int dx, int c0) {  // tap (dy, dx), input channels c0 to c0 + BK
         for (int l = 0; l < ROWS; ++l) {
             const int iy = iy0[l] + dy, ix = ix0[l] + dx;
             xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -60,7 +61,7 @@ SOURCE = """
         }
         for (int l = 0; l < WLOADS; ++l) {
             const int q = tid + l * THREADS;
-            const size_t at = (size_t)(n0 + q / KQ) * KTOT + tap * CI + c0 + (q % KQ) * 4;
+            const size_t at = (size_t)(n0 + q / KQ) * KTOT + (dy * KW + dx) * CI + c0 + (q % KQ) * 4;
             if (q < WQ) wb[l] = *reinterpret_cast<const float4*>(w + at);
         }
     };
@@ -68,57 +69,59 @@ SOURCE = """
     float acc[TM][TN], tap[TM][TN], part[TM][TN];  // the whole sum, this tap's, this step's (SUMS == 2)
     for (int i = 0; i < TM; ++i)
         for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
-    load(0);
-    for (int step = 0; step < STEPS; ++step) {
-        for (int l = 0; l < ROWS; ++l) {
-            As[kq][row[l]] = xa[l].x;
-            As[kq + 1][row[l]] = xa[l].y;
-            As[kq + 2][row[l]] = xa[l].z;
-            As[kq + 3][row[l]] = xa[l].w;
-        }
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
-            if (q < WQ) {
-                Bs[k][n] = wb[l].x;
-                Bs[k + 1][n] = wb[l].y;
-                Bs[k + 2][n] = wb[l].z;
-                Bs[k + 3][n] = wb[l].w;
+    load(0, 0, 0);
+    for (int t = 0; t < KH * KW; ++t) {
+        const int dy = t / KW, dx = t % KW;
+        for (int c0 = 0; c0 < CI; c0 += BK) {
+            for (int l = 0; l < ROWS; ++l) {
+                As[kq][row[l]] = xa[l].x;
+                As[kq + 1][row[l]] = xa[l].y;
+                As[kq + 2][row[l]] = xa[l].z;
+                As[kq + 3][row[l]] = xa[l].w;
             }
-        }
-        __syncthreads();
-        if (step + 1 < STEPS) load(step + 1);
-        if (SUMS == 2) {
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
-        }
-        for (int k = 0; k < BK; ++k) {
-            float a[TM], b[TN];
-            for (int i = 0; i < TM; i += 4) {
-                const float4 v = *reinterpret_cast<const float4*>(&As[k][ty * TM + i]);
-                a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
-            }
-            for (int j = 0; j < TN; j += 4) {
-                const float4 v = *reinterpret_cast<const float4*>(&Bs[k][tx * TN + j]);
-                b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
-            }
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) {
-                    if (SUMS == 2) part[i][j] = fmaf(a[i], b[j], part[i][j]);
-                    else tap[i][j] = fmaf(a[i], b[j], tap[i][j]);
+            for (int l = 0; l < WLOADS; ++l) {
+                const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
+                if (q < WQ) {
+                    Bs[k][n] = wb[l].x;
+                    Bs[k + 1][n] = wb[l].y;
+                    Bs[k + 2][n] = wb[l].z;
+                    Bs[k + 3][n] = wb[l].w;
                 }
-        }
-        if (SUMS == 2) {
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
-        }
-        if ((step + 1) % (CI / BK) == 0) {
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) {
-                    acc[i][j] += tap[i][j];
-                    tap[i][j] = 0.0f;
+            }
+            __syncthreads();
+            if (c0 + BK < CI) load(dy, dx, c0 + BK);
+            else if (t + 1 < KH * KW) load((t + 1) / KW, (t + 1) % KW, 0);
+            if (SUMS == 2) {
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
+            }
+            for (int k = 0; k < BK; ++k) {
+                float a[TM], b[TN];
+                for (int i = 0; i < TM; i += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(&As[k][ty * TM + i]);
+                    a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
                 }
+                for (int j = 0; j < TN; j += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(&Bs[k][tx * TN + j]);
+                    b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
+                }
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) {
+                        if (SUMS == 2) part[i][j] = fmaf(a[i], b[j], part[i][j]);
+                        else tap[i][j] = fmaf(a[i], b[j], tap[i][j]);
+                    }
+            }
+            if (SUMS == 2) {
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
+            }
+            __syncthreads();
         }
-        __syncthreads();
+        for (int i = 0; i < TM; ++i)
+            for (int j = 0; j < TN; ++j) {
+                acc[i][j] += tap[i][j];
+                tap[i][j] = 0.0f;
+            }
     }
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + ty * TM + i;
@@ -188,17 +191,10 @@ def conv2d(
     bm, bn, tm, tn, bk = tiles or tile(out_channels)
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
+    sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
     (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(out_channels, -1), mx.array([batch, height, width, out_h, out_w], dtype=mx.int32)],
+        inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32)],
         template=[
-            ("CI", in_channels),
-            ("CO", out_channels),
-            ("KH", kernel_h),
-            ("KW", kernel_w),
-            ("SH", stride[0]),
-            ("SW", stride[1]),
-            ("PH", padding[0]),
-            ("PW", padding[1]),
             ("BM", bm),
             ("BN", bn),
             ("TM", tm),

@@ -28,7 +28,7 @@ CUDA_SOURCE = """
     constexpr int G = 4 * H;
     constexpr int PAIRS = TILE * H;      // (batch, unit) pairs of the block
     constexpr int P = (PAIRS + G - 1) / G;  // pairs each thread updates
-    const int B = sizes[0];      // batch: a runtime value, so that one compiled kernel serves every batch size
+    const int B = sizes[0], T = sizes[1];  // batch and steps: runtime values, so that one compiled kernel serves all
     const int j = threadIdx.x;   // gate column
     const int b0 = blockIdx.x * TILE;
     const int d = blockIdx.y;    // direction: 1 reads and writes time backwards
@@ -100,7 +100,7 @@ CUDA_SOURCE = """
 METAL_SOURCE = """
     constexpr int G = 4 * H;
     constexpr int P = TILE / 4;
-    const int B = sizes[0];
+    const int B = sizes[0], T = sizes[1];
     const int j = int(thread_position_in_threadgroup.x);
     const int b0 = int(threadgroup_position_in_grid.x) * TILE;
     const int d = int(threadgroup_position_in_grid.y);
@@ -305,8 +305,8 @@ def _run_kernel(
         )
     state_shape = (directions, batch, hidden)
     out, hn, cn = _KERNELS[backend](
-        inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch], dtype=mx.int32)],
-        template=[("D", directions), ("T", steps), ("H", hidden), ("TILE", tile)]
+        inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch, steps], dtype=mx.int32)],
+        template=[("D", directions), ("H", hidden), ("TILE", tile)]
         + ([("R", _register_rows(hidden, tile))] if backend == "cuda" else []),
         grid=(-(-batch // tile) * gates, directions, 1),
         threadgroup=(gates, 1, 1),
