@@ -5,7 +5,7 @@ straight from the (batch, height, width, channels) image (zeros outside it, for 
 weights as (out channels, kernel height x kernel width x in channels). Each output is summed in a fixed
 order whatever the batch, in float32 fused multiply-adds: the BK products of each step apart, the steps
 of each 3 x 3 tap apart, then the taps (`SUMS`). With these short partial sums the ResNet's deepest
-layer lands 1.21e-3 from float64 on real speech, closer than pyannote's own float32 (1.63e-3); one
+layer lands 1.10e-3 from float64 on real speech, closer than pyannote's own float32 (1.63e-3); one
 running sum of up to 2,304 products drifted to 6.38e-3. Nothing is unfolded in memory, unlike
 `wespeaker.unfolded_conv2d`, and MLX's CUDA conv2d (which fails on some shapes,
 benchmarks/conv2d_oom.py) is not used. Shapes, strides and padding are arguments, not template
