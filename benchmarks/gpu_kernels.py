@@ -23,6 +23,7 @@ import time
 from mlx_segmentation import conv_kernel, pooling, recurrence, wespeaker
 
 TOLERANCE = 1e-5
+REPEATS = 20  # timed calls per measurement
 
 
 def relative(ours: mx.array, theirs: mx.array) -> float:
@@ -111,14 +112,14 @@ def time_recurrence() -> None:
     recurrence.TILE, recurrence.REGISTERS = 0, -1
 
 
-def milliseconds(function) -> float:
-    """Mean milliseconds of REPEATS evaluated calls of `function`, after three warm-up calls."""
-    for _ in range(3):
+def milliseconds(function, repeats: int = REPEATS, warmups: int = 3) -> float:
+    """Mean milliseconds of `repeats` evaluated calls of `function`, after `warmups` calls."""
+    for _ in range(warmups):
         mx.eval(function())
     start = time.perf_counter()
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         mx.eval(function())
-    return (time.perf_counter() - start) / REPEATS * 1000
+    return (time.perf_counter() - start) / repeats * 1000
 
 
 def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> np.ndarray:
@@ -136,7 +137,6 @@ def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> 
     return out
 
 
-REPEATS = 20
 CONV_SHAPES = (
     ((80, 998, 32), 32, 3, 1),
     ((80, 998, 32), 64, 3, 2),

@@ -12,28 +12,21 @@ from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: 
 
 import argparse
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import mlx_segmentation
 import mlx.core as mx
 import numpy as np
 
+import gpu_kernels
 from checks.audio import speech_segments
 from converter.build import build
 from mlx_segmentation import wespeaker
 from mlx_segmentation.wespeaker import statistics_pooling
 
-REPEATS = 10
 
-
-def milliseconds(function) -> float:
-    for _ in range(2):
-        mx.eval(function())
-    start = time.perf_counter()
-    for _ in range(REPEATS):
-        mx.eval(function())
-    return (time.perf_counter() - start) / REPEATS * 1000
+milliseconds = partial(gpu_kernels.milliseconds, repeats=10, warmups=2)
 
 
 def main() -> None:
