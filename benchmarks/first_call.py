@@ -41,9 +41,9 @@ def first(label: str, function: Callable[[], mx.array]) -> float:
 
 def main(segmentation: Path, wespeaker: Path) -> None:
     start = time.perf_counter()
-    folder = Path(tempfile.mkdtemp())
-    segmenter = mlx_segmentation.load(build(segmentation, folder / "segmentation", log=lambda m: None).out)
-    embedder = mlx_segmentation.load(build(wespeaker, folder / "embedding", log=lambda m: None).out)
+    with tempfile.TemporaryDirectory() as tmp:
+        segmenter = mlx_segmentation.load(build(segmentation, Path(tmp) / "segmentation", log=lambda m: None).out)
+        embedder = mlx_segmentation.load(build(wespeaker, Path(tmp) / "embedding", log=lambda m: None).out)
     print(f"build and load both: {time.perf_counter() - start:.2f} s")
     rng = np.random.default_rng(0)
     windows = mx.array(rng.normal(size=(32, 160000)).astype(np.float32))

@@ -35,7 +35,8 @@ def peak(label: str, function: Callable[[], mx.array]) -> mx.array:
 
 
 def main(checkpoint: Path, batches: list[int]) -> None:
-    model = mlx_segmentation.load(build(checkpoint, Path(tempfile.mkdtemp()) / "model", log=lambda m: None).out)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = mlx_segmentation.load(build(checkpoint, Path(tmp) / "model", log=lambda m: None).out)
     sincnet = model.sincnet
     for batch in batches:
         x = mx.array(np.random.default_rng(0).normal(size=(batch, 80000)).astype(np.float32))
