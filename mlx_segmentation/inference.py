@@ -64,7 +64,9 @@ def window_outputs(
     """
 
     def mlx_forward(batch: WindowBatch) -> mx.array:
-        return model(sliding.windows(batch)).astype(mx.float32)
+        # Queued whole, so that the device runs it while the previous batch is handled here: in parts,
+        # each part waited for, the hour took 2.1 s at batch 32 instead of 1.3 (benchmarks/memory_by_part.py).
+        return model(sliding.windows(batch), in_parts=False).astype(mx.float32)
 
     def other_forward(batch: WindowBatch) -> Any:
         return forward(batch, sliding.window_size, sliding.step_size)
