@@ -93,7 +93,8 @@ class Parts:
     its intermediates at once: 634 MiB at 32 windows of 5 s, where PyTorch holds 273. In parts (after
     the sinc filters' pooling, each SincNet stage and each LSTM layer) at most two are alive, the one
     running and the one being queued, and the GPU starts on the first while the rest is queued
-    (`benchmarks/memory_by_part.py`: 322 MiB and 6.2 ms instead of 634 MiB and 7.8 ms on an H100).
+    (`benchmarks/results/h100_memory_by_part.log`: 322 MiB and 7.1 ms instead of 634 MiB and 9.9 ms at
+    32 windows of 5 s on an H100).
     """
 
     def __init__(self) -> None:
