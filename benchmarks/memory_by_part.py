@@ -6,8 +6,8 @@ Converts the checkpoint (no checks), then for each batch of 5 s windows (the 202
 PyanNet checkpoint works, at its own sample rate) prints the whole model's peak memory above the
 inputs and median time queued whole and in parts (`pyannet.Parts`), then the peak of each SincNet
 stage alone, of SincNet whole and of the LSTM (queued whole), each from an emptied cache; then the
-same for an hour of speech through speech detection (`inference.segment`), its windows queued whole
-(the runtime's way: the device runs a batch while the previous one is handled) and in parts.
+same for an hour of speech through speech detection (`inference.segment`): the runtime's way (one
+`Parts` for all batches, four parts in flight), each forward queued whole, each in parts of its own.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -45,33 +45,30 @@ def peak(label: str, function: Callable[[], mx.array]) -> mx.array:
 def settings(model: pyannet.PyanNet, x: mx.array, label: str, repeats: int = 8) -> None:
     """Peak memory and median time of the whole model queued whole and in parts; their outputs compared."""
     outputs = {}
-    for in_parts in (False, True):
+    for how, ahead in (("queued whole", None), ("in parts", 1)):
         peaks, seconds = [], []
         for _ in range(repeats):
             mx.synchronize()
             mx.clear_cache()
             mx.reset_peak_memory()
             before, start = mx.get_active_memory(), time.perf_counter()
-            outputs[in_parts] = model(x, in_parts=in_parts)
-            mx.eval(outputs[in_parts])
+            outputs[how] = model(x, parts=pyannet.Parts(ahead))
+            mx.eval(outputs[how])
             mx.synchronize()
             seconds.append(time.perf_counter() - start)
             peaks.append(mx.get_peak_memory() - before)
-        print(
-            f"{label}, model {'in parts' if in_parts else 'queued whole'}: peak {max(peaks) / 2**20:.0f} MiB, "
-            f"median {np.median(seconds[2:]) * 1000:.2f} ms"
-        )
-    difference = np.abs(np.array(outputs[True]) - np.array(outputs[False])).max()
+        print(f"{label}, model {how}: peak {max(peaks) / 2**20:.0f} MiB, median {np.median(seconds[2:]) * 1000:.2f} ms")
+    difference = np.abs(np.array(outputs["in parts"]) - np.array(outputs["queued whole"])).max()
     print(f"{label}, max|in parts - queued whole| {difference:.1e}")
 
 
-def recording(model: pyannet.PyanNet, batch: int, in_parts: bool, minutes: float = 60.0) -> None:
-    """Peak memory and times of speech detection over `minutes` of speech at `batch` windows per forward,
-    its windows queued whole (the runtime's way) or in parts."""
+def recording(model: pyannet.PyanNet, batch: int, ahead: int | str | None, minutes: float = 60.0) -> None:
+    """Peak memory and times of speech detection over `minutes` of speech at `batch` windows per forward: the
+    runtime's way (`inference.window_outputs`), or each forward in its own `Parts(ahead)`."""
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
 
-    def forward_in_parts(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
-        return model(windows(batch, window_size, step_size), in_parts=True).astype(mx.float32)
+    def forward(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
+        return model(windows(batch, window_size, step_size), parts=pyannet.Parts(ahead)).astype(mx.float32)
 
     seconds = []
     for _ in range(3):
@@ -80,10 +77,10 @@ def recording(model: pyannet.PyanNet, batch: int, in_parts: bool, minutes: float
         mx.reset_peak_memory()
         before, start = mx.get_active_memory(), time.perf_counter()
         audio = open_audio(samples, 16000, source_rate=16000)
-        inference.segment(model, audio, batch_size=batch, forward=forward_in_parts if in_parts else None)
+        inference.segment(model, audio, batch_size=batch, forward=None if ahead == "runtime" else forward)
         seconds.append(time.perf_counter() - start)
     peak = (mx.get_peak_memory() - before) / 2**20
-    how = "in parts" if in_parts else "queued whole"
+    how = {"runtime": "the runtime's way", None: "each forward queued whole", 1: "each forward in parts"}[ahead]
     times = " ".join(f"{s:.2f}" for s in seconds)
     print(f"{minutes:g} min of speech at batch {batch}, {how}: peak {peak:.0f} MiB, seconds {times}")
 
@@ -98,13 +95,14 @@ def main(checkpoint: Path, batches: list[int]) -> None:
         settings(model, x, f"batch {batch}")
         outputs = peak(f"batch {batch}, input norm", lambda: sincnet.wav_norm1d(x[:, :, None]))
         peak(f"batch {batch}, first convolution alone", lambda: sincnet.conv1d[0](outputs))
+        whole = pyannet.Parts(ahead=None)
         for stage in range(len(sincnet.conv1d)):
-            outputs = peak(f"batch {batch}, SincNet stage {stage}", lambda: sincnet.stage(stage, outputs))
+            outputs = peak(f"batch {batch}, SincNet stage {stage}", lambda: sincnet.stage(stage, outputs, whole))
         features = peak(f"batch {batch}, SincNet whole", lambda: sincnet(x))
         peak(f"batch {batch}, LSTM", lambda: model.lstm(features))
     for batch in batches:
-        for in_parts in (False, True):
-            recording(model, batch, in_parts)
+        for ahead in ("runtime", None, 1):
+            recording(model, batch, ahead)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Attribute names follow pyannote's state-dict keys (`sincnet.conv1d.1.weight`, `l
 
 from __future__ import annotations
 
+from collections import deque
 from functools import partial
 
 import mlx.core as mx
@@ -86,31 +87,29 @@ def frame_timing(sample_rate: int, stride: int) -> FrameTiming:
 
 
 class Parts:
-    """Evaluates a forward pass part by part while it is queued: each part is queued, then the one before it waited for.
+    """Evaluates forward passes in parts while they are queued: each part queued, then all but `ahead` waited for.
 
     A GPU keeps every buffer of the work queued together alive until all of it has run (MLX's CUDA
     backend puts up to 100 operations in one graph on an H100), so a forward queued whole holds all
     its intermediates at once: 634 MiB at 32 windows of 5 s, where PyTorch holds 273. In parts (after
-    the sinc filters' pooling, each SincNet stage and each LSTM layer) at most two are alive, the one
-    running and the one being queued, and the GPU starts on the first while the rest is queued
-    (`benchmarks/results/h100_memory_by_part.log`: 322 MiB and 7.1 ms instead of 634 MiB and 9.9 ms at
-    32 windows of 5 s on an H100).
+    the sinc filters' pooling, each SincNet stage and each LSTM layer) at most `ahead` + 1 are alive,
+    and the GPU starts on the first while the rest is queued (`benchmarks/results/h100_memory_by_part.log`,
+    `ahead` 1: 322 MiB and 7.1 ms instead of 634 MiB and 9.9 ms at 32 windows of 5 s on an H100).
+    One `Parts` may serve successive forwards (the recording pipeline's); `ahead=None` queues them whole.
     """
 
-    def __init__(self) -> None:
-        self.running: mx.array | None = None
+    def __init__(self, ahead: int | None = 1) -> None:
+        self.ahead = ahead
+        self.queued: deque[mx.array] = deque()
 
     def __call__(self, x: mx.array) -> mx.array:
+        if self.ahead is None:
+            return x
         mx.async_eval(x)
-        if self.running is not None:
-            mx.eval(self.running)
-        self.running = x
+        self.queued.append(x)
+        while len(self.queued) > self.ahead:
+            mx.eval(self.queued.popleft())
         return x
-
-
-def in_part(x: mx.array, parts: Parts | None) -> mx.array:
-    """`x`, queued as a part of its own if the forward pass is evaluated in `parts`."""
-    return x if parts is None else parts(x)
 
 
 def mean_over_time(x: mx.array, block: int = 256) -> mx.array:
@@ -169,17 +168,18 @@ class SincNet(nn.Module):
         self.pool1d = [nn.MaxPool1d(POOL, stride=POOL) for _ in self.conv1d]
         self.norm1d = [InstanceNorm(conv.weight.shape[0]) for conv in self.conv1d]
 
-    def stage(self, c: int, inputs: mx.array, parts: Parts | None = None) -> mx.array:
+    def stage(self, c: int, inputs: mx.array, parts: Parts) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU."""
         outputs = self.conv1d[c](inputs)
         if c == 0:  # the sinc filters' output, the largest activation, released once pooled
-            pooled = in_part(abs_max_pool(outputs, self.pool1d[c], POOL), parts)
+            pooled = parts(abs_max_pool(outputs, self.pool1d[c], POOL))
         else:
             pooled = self.pool1d[c](outputs)
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array, parts: Parts | None = None) -> mx.array:
-        """(batch, samples) -> (batch, frames, 60), `SINCNET_CHUNK_SAMPLES` at a time."""
+        """(batch, samples) -> (batch, frames, 60), `SINCNET_CHUNK_SAMPLES` at a time, in `parts` (default: whole)."""
+        parts = Parts(ahead=None) if parts is None else parts
         chunk = max(1, SINCNET_CHUNK_SAMPLES // waveforms.shape[1])
         if waveforms.shape[0] <= chunk:
             return self.features(waveforms, parts)
@@ -189,10 +189,10 @@ class SincNet(nn.Module):
             mx.eval(features[-1])  # each finished before the next is queued, its intermediates released
         return mx.concatenate(features)
 
-    def features(self, waveforms: mx.array, parts: Parts | None = None) -> mx.array:
+    def features(self, waveforms: mx.array, parts: Parts) -> mx.array:
         outputs = self.wav_norm1d(waveforms[:, :, None])
         for c in range(len(self.conv1d)):
-            outputs = in_part(self.stage(c, outputs, parts), parts)
+            outputs = parts(self.stage(c, outputs, parts))
         return outputs
 
 
@@ -240,9 +240,11 @@ class LSTM(nn.Module):
         self.layers = [LSTMLayer(size, hidden_size, directions) for size in sizes]
 
     def __call__(self, x: mx.array, parts: Parts | None = None) -> mx.array:
+        """The layers one after the other, in `parts` (default: queued whole)."""
         for layer in self.layers:
             x, _ = layer(x)
-            x = in_part(x, parts)
+            if parts is not None:
+                x = parts(x)
         return x
 
 
@@ -283,13 +285,12 @@ class PyanNet(nn.Module):
             return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         return mx.sigmoid(logits)
 
-    def __call__(self, waveforms: mx.array, *, in_parts: bool = True) -> mx.array:
+    def __call__(self, waveforms: mx.array, *, parts: Parts | None = None) -> mx.array:
         """(batch, samples) or (batch, 1, samples) -> (batch, frames, classes).
 
         Returns what pyannote's `Model.forward` returns: probabilities for multilabel models,
         log-probabilities for powerset models. It computes in the weights' dtype. SincNet and the
-        LSTM are evaluated in `Parts` as they are queued; `in_parts=False` queues them whole, for a
-        caller that overlaps its own work with the device's (the recording pipeline, `windows.slide`).
+        LSTM are evaluated in `parts` as they are queued (default: a `Parts()` of this call's own).
         """
         if waveforms.ndim == 3 and waveforms.shape[1] == self.config.num_channels == 1:
             waveforms = waveforms[:, 0]
@@ -299,7 +300,7 @@ class PyanNet(nn.Module):
             raise ValueError(
                 f"{waveforms.shape[1]} samples is too short: the model needs at least {self.frames.min_num_samples}"
             )
-        parts = Parts() if in_parts else None
+        parts = Parts() if parts is None else parts
         outputs = self.lstm(self.sincnet(waveforms.astype(self.classifier.weight.dtype), parts), parts)
         for linear in self.linear:
             outputs = linear_activation(linear(outputs))
