@@ -168,8 +168,9 @@ class SincNet(nn.Module):
         self.pool1d = [nn.MaxPool1d(POOL, stride=POOL) for _ in self.conv1d]
         self.norm1d = [InstanceNorm(conv.weight.shape[0]) for conv in self.conv1d]
 
-    def stage(self, c: int, inputs: mx.array, parts: Parts) -> mx.array:
-        """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU."""
+    def stage(self, c: int, inputs: mx.array, parts: Parts | None = None) -> mx.array:
+        """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
+        parts = Parts(ahead=None) if parts is None else parts
         outputs = self.conv1d[c](inputs)
         if c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(outputs, self.pool1d[c], POOL))
