@@ -64,8 +64,9 @@ def window_outputs(
     """
 
     # One `Parts` for all batches, four parts in flight, so that the device runs ahead while the previous
-    # batch is handled here: an hour at batch 32 on an H100 in 1.26 s and 541 MiB, against 1.32 s and
-    # 1,271 MiB queued whole, 1.93 s and 323 MiB with one part in flight per forward (h100_memory_by_part.log).
+    # batch is handled here: an hour at batch 32 on an H100 in 1.24 to 1.34 s and 481 MiB, against 1.29 to
+    # 1.35 s and 1,271 MiB queued whole, 1.76 to 1.95 s and 274 MiB with one part in flight per forward
+    # (benchmarks/results/h100_memory_by_part.log).
     parts = Parts(ahead=4)
 
     def mlx_forward(batch: WindowBatch) -> mx.array:

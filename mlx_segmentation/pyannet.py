@@ -92,9 +92,10 @@ class Parts:
     A GPU keeps every buffer of the work queued together alive until all of it has run (MLX's CUDA
     backend puts up to 100 operations in one graph on an H100), so a forward queued whole holds all
     its intermediates at once: 634 MiB at 32 windows of 5 s, where PyTorch holds 273. In parts (after
-    the sinc filters' pooling, each SincNet stage and each LSTM layer) at most `ahead` + 1 are alive,
-    and the GPU starts on the first while the rest is queued (`benchmarks/results/h100_memory_by_part.log`,
-    `ahead` 1: 322 MiB and 7.1 ms instead of 634 MiB and 9.9 ms at 32 windows of 5 s on an H100).
+    the input's normalisation, the sinc filters' pooling, each SincNet stage and each LSTM layer) at
+    most `ahead` + 1 are alive, and the GPU starts on the first while the rest is queued
+    (`benchmarks/results/h100_memory_by_part.log`, `ahead` 1: 273 MiB and 5.8 ms instead of 634 MiB
+    and 6.9 ms at 32 windows of 5 s on an H100).
     One `Parts` may serve successive forwards (the recording pipeline's); `ahead=None` queues them whole.
     """
 
@@ -191,7 +192,7 @@ class SincNet(nn.Module):
         return mx.concatenate(features)
 
     def features(self, waveforms: mx.array, parts: Parts) -> mx.array:
-        outputs = self.wav_norm1d(waveforms[:, :, None])
+        outputs = parts(self.wav_norm1d(waveforms[:, :, None]))
         for c in range(len(self.conv1d)):
             outputs = parts(self.stage(c, outputs, parts))
         return outputs
