@@ -196,8 +196,8 @@ def test_forward_in_parts_equals_queued_whole(name, models):
 
 
 def test_forward_in_parts_holds_less_memory(models):
-    """Each part is waited for before the next but one is queued, so the forward's peak memory falls (211 MiB
-    queued whole, 163 in parts at 8 windows of 5 s on this CPU; 634 and 322 MiB at 32 on an H100)."""
+    """Each part is waited for before the next but one is queued, so the forward's peak memory falls (208 MiB
+    queued whole, 151 in parts at 8 windows of 5 s on this CPU; 634 and 273 MiB at 32 on an H100)."""
     model, _ = models["segmentation-2022"]
     x = mx.array(np.random.default_rng(0).normal(size=(8, int(model.specifications.duration * 16000))), mx.float32)
     mx.eval(x)
