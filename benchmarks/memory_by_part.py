@@ -4,7 +4,7 @@
 
 Converts the checkpoint (no checks), then for each batch of 5 s windows (the 2022 model's; any
 PyanNet checkpoint works, at its own sample rate) prints the whole model's peak memory above the
-inputs and median time queued whole and in parts (`pyannet.Parts`), then the peak of each SincNet
+inputs and median time queued whole and in parts (`parts.Parts`), then the peak of each SincNet
 stage alone, of SincNet whole and of the LSTM (queued whole), each from an emptied cache; then the
 same for an hour of speech through speech detection (`inference.segment`): the runtime's way (one
 `Parts` for all batches, four parts in flight), each forward queued whole, each in parts of its own.
@@ -25,6 +25,7 @@ import numpy as np
 from checks.audio import long_recording
 from converter.build import build
 from mlx_segmentation import inference, pyannet
+from mlx_segmentation.parts import Parts
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.windows import WindowBatch, windows
 
@@ -52,7 +53,7 @@ def settings(model: pyannet.PyanNet, x: mx.array, label: str, repeats: int = 8) 
             mx.clear_cache()
             mx.reset_peak_memory()
             before, start = mx.get_active_memory(), time.perf_counter()
-            outputs[how] = model(x, parts=pyannet.Parts(ahead))
+            outputs[how] = model(x, parts=Parts(ahead))
             mx.eval(outputs[how])
             mx.synchronize()
             seconds.append(time.perf_counter() - start)
@@ -68,7 +69,7 @@ def recording(model: pyannet.PyanNet, batch: int, ahead: int | str | None, minut
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
 
     def forward(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
-        return model(windows(batch, window_size, step_size), parts=pyannet.Parts(ahead)).astype(mx.float32)
+        return model(windows(batch, window_size, step_size), parts=Parts(ahead)).astype(mx.float32)
 
     seconds = []
     for _ in range(3):
@@ -95,7 +96,7 @@ def main(checkpoint: Path, batches: list[int]) -> None:
         settings(model, x, f"batch {batch}")
         outputs = peak(f"batch {batch}, input norm", lambda: sincnet.wav_norm1d(x[:, :, None]))
         peak(f"batch {batch}, first convolution alone", lambda: sincnet.conv1d[0](outputs))
-        whole = pyannet.Parts(ahead=None)
+        whole = Parts(ahead=None)
         for stage in range(len(sincnet.conv1d)):
             outputs = peak(f"batch {batch}, SincNet stage {stage}", lambda: sincnet.stage(stage, outputs, whole))
         features = peak(f"batch {batch}, SincNet whole", lambda: sincnet(x))

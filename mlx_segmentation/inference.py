@@ -17,7 +17,8 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import AudioError, AudioSource
-from .pyannet import Parts, PyanNet
+from .parts import Parts
+from .pyannet import PyanNet
 from .timeline import SlidingWindow
 from .windows import OverlapAdd, SlidingWindows, WindowBatch, default_step, slide
 

@@ -7,7 +7,6 @@ Attribute names follow pyannote's state-dict keys (`sincnet.conv1d.1.weight`, `l
 
 from __future__ import annotations
 
-from collections import deque
 from functools import partial
 
 import mlx.core as mx
@@ -15,6 +14,7 @@ import mlx.nn as nn
 
 from . import recurrence
 from .config import FrameTiming, PyanNetConfig, Specifications
+from .parts import Parts
 from .pooling import abs_max_pool
 
 SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
@@ -84,33 +84,6 @@ def frame_timing(sample_rate: int, stride: int) -> FrameTiming:
         step=step / sample_rate,
         min_num_samples=min_num_samples(stride),
     )
-
-
-class Parts:
-    """Evaluates forward passes in parts while they are queued: each part queued, then all but `ahead` waited for.
-
-    A GPU keeps every buffer of the work queued together alive until all of it has run (MLX's CUDA
-    backend puts up to 100 operations in one graph on an H100), so a forward queued whole holds all
-    its intermediates at once: 634 MiB at 32 windows of 5 s, where PyTorch holds 273. In parts (after
-    the input's normalisation, the sinc filters' pooling, each SincNet stage and each LSTM layer) at
-    most `ahead` + 1 are alive, and the GPU starts on the first while the rest is queued
-    (`benchmarks/results/h100_memory_by_part.log`, `ahead` 1: 273 MiB and 5.8 ms instead of 634 MiB
-    and 6.9 ms at 32 windows of 5 s on an H100).
-    One `Parts` may serve successive forwards (the recording pipeline's); `ahead=None` queues them whole.
-    """
-
-    def __init__(self, ahead: int | None = 1) -> None:
-        self.ahead = ahead
-        self.queued: deque[mx.array] = deque()
-
-    def __call__(self, x: mx.array) -> mx.array:
-        if self.ahead is None:
-            return x
-        mx.async_eval(x)
-        self.queued.append(x)
-        while len(self.queued) > self.ahead:
-            mx.eval(self.queued.popleft())
-        return x
 
 
 def mean_over_time(x: mx.array, block: int = 256) -> mx.array:

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import conv_kernel, fbank
 from .config import WeSpeakerConfig
+from .parts import Parts
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
@@ -111,12 +112,14 @@ class ResNet(nn.Module):
         """(batch, frames, mels) fbank -> (batch, mels, frames, m_channels)."""
         return nn.relu(self.bn1(self.conv1(features.transpose(0, 2, 1)[..., None])))
 
-    def frames(self, features: mx.array) -> mx.array:
-        """Frame-level features (batch, channels x frequency, frames), flattened as pyannote's TSTP does."""
-        out = self.stem(features)
+    def frames(self, features: mx.array, parts: Parts | None = None) -> mx.array:
+        """Frame-level features (batch, channels x frequency, frames), flattened as pyannote's TSTP does;
+        the stem and each block evaluated in `parts` (default: queued whole)."""
+        parts = Parts(ahead=None) if parts is None else parts
+        out = parts(self.stem(features))
         for layer in self.layers:
             for block in layer:
-                out = block(out)
+                out = parts(block(out))
         batch, frequency, frames, channels = out.shape
         return out.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
 
@@ -177,8 +180,9 @@ class WeSpeakerResNet34(nn.Module):
             frames = 2 * frames - 1
         return window + (frames - 1) * shift
 
-    def __call__(self, waveforms: mx.array, weights: mx.array | None = None) -> mx.array:
-        """(batch, samples) or (batch, 1, samples) -> (batch, dimension); per-speaker with 3-d weights."""
+    def __call__(self, waveforms: mx.array, weights: mx.array | None = None, *, parts: Parts | None = None) -> mx.array:
+        """(batch, samples) or (batch, 1, samples) -> (batch, dimension); per-speaker with 3-d weights. The
+        ResNet is evaluated in `parts` as it is queued (default: a `Parts()` of this call's own)."""
         if waveforms.ndim == 3 and waveforms.shape[1] == 1:
             waveforms = waveforms[:, 0]
         if waveforms.ndim != 2:
@@ -188,5 +192,5 @@ class WeSpeakerResNet34(nn.Module):
                 f"{waveforms.shape[1]} samples is too short: the model needs at least {self.min_num_samples}"
             )
         dtype = self.resnet.seg_1.weight.dtype
-        frames = self.resnet.frames(self.fbank(waveforms).astype(dtype))
+        frames = self.resnet.frames(self.fbank(waveforms).astype(dtype), Parts() if parts is None else parts)
         return self.resnet.seg_1(statistics_pooling(frames, weights))

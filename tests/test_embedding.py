@@ -20,6 +20,7 @@ from checks.audio import speech_segments
 from mlx_segmentation import wespeaker
 from mlx_segmentation.config import FbankConfig
 from mlx_segmentation.fbank import Fbank, mel_banks
+from mlx_segmentation.parts import Parts
 from mlx_segmentation.wespeaker import WeSpeakerResNet34, statistics_pooling
 
 
@@ -169,6 +170,18 @@ def test_loaded_model_equals_pyannote(wespeaker_converted, fixture_checkpoints, 
     for a, b in ((ours, theirs), (ours_weighted, theirs_weighted)):
         cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
         assert cosine.min() >= 0.9999
+
+
+def test_resnet_in_parts_equals_queued_whole(wespeaker_converted):
+    """The ResNet evaluated block by block (a call's default), or several blocks in flight, computes what it
+    computes queued whole, bit for bit, with and without speaker weights."""
+    model = mlx_segmentation.load(wespeaker_converted)
+    waveforms = mx.array(speech_segments(2.0, 3))
+    weights = mx.array(np.random.default_rng(2).random((3, 2, 40)).astype(np.float32))
+    for extra in ((), (weights,)):
+        whole = np.array(model(waveforms, *extra, parts=Parts(ahead=None)))
+        for parts in (None, Parts(ahead=3)):
+            np.testing.assert_array_equal(np.array(model(waveforms, *extra, parts=parts)), whole)
 
 
 def test_too_short_input_is_refused(wespeaker_converted):

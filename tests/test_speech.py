@@ -26,7 +26,7 @@ from converter.reader import read_checkpoint
 from mlx_segmentation.audio import AudioError, open_audio
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
 from mlx_segmentation.inference import model_windows, segment, window_outputs
-from mlx_segmentation.pyannet import Parts
+from mlx_segmentation.parts import Parts
 from mlx_segmentation.speech import detect_speech
 from mlx_segmentation.timeline import SlidingWindow
 from mlx_segmentation.windows import OverlapAdd, SlidingWindows, default_step, slide, window_batches, windows
