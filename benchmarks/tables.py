@@ -336,14 +336,14 @@ BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov26f_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov26f_diarization.json"),
+        ("h100_nov26g_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26g_diarization.json"),
     ),
     Block(
         "h100-current-diarization",
         "docs/speed.md",
-        ("h100_nov26f_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov26f_diarization.json"),
+        ("h100_nov26g_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26g_diarization.json"),
     ),
     Block(
         "h100-current-windows",
@@ -355,8 +355,8 @@ BLOCKS = [
     Block(
         "h100-current-embeddings",
         "docs/speed.md",
-        ("h100_nov26d_embedding_speed.json",),
-        lambda r: embeddings(r, "h100_nov26d_embedding_speed.json"),
+        ("h100_nov26g_embedding_speed.json",),
+        lambda r: embeddings(r, "h100_nov26g_embedding_speed.json"),
     ),
     Block(
         "h100-current-embeddings-matmul",
