@@ -96,9 +96,8 @@ def main(checkpoint: Path, batches: list[int]) -> None:
         settings(model, x, f"batch {batch}")
         outputs = peak(f"batch {batch}, input norm", lambda: sincnet.wav_norm1d(x[:, :, None]))
         peak(f"batch {batch}, first convolution alone", lambda: sincnet.conv1d[0](outputs))
-        whole = Parts(ahead=None)
         for stage in range(len(sincnet.conv1d)):
-            outputs = peak(f"batch {batch}, SincNet stage {stage}", lambda: sincnet.stage(stage, outputs, whole))
+            outputs = peak(f"batch {batch}, SincNet stage {stage}", lambda: sincnet.stage(stage, outputs))
         features = peak(f"batch {batch}, SincNet whole", lambda: sincnet(x))
         peak(f"batch {batch}, LSTM", lambda: model.lstm(features))
     for batch in batches:

@@ -14,7 +14,7 @@ import mlx.nn as nn
 
 from . import recurrence
 from .config import FrameTiming, PyanNetConfig, Specifications
-from .parts import Parts
+from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
 
 SINC_FILTERS = 80  # 40 cosine + 40 sine filters (asteroid's ParamSincFB)
@@ -142,9 +142,8 @@ class SincNet(nn.Module):
         self.pool1d = [nn.MaxPool1d(POOL, stride=POOL) for _ in self.conv1d]
         self.norm1d = [InstanceNorm(conv.weight.shape[0]) for conv in self.conv1d]
 
-    def stage(self, c: int, inputs: mx.array, parts: Parts | None = None) -> mx.array:
+    def stage(self, c: int, inputs: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
-        parts = Parts(ahead=None) if parts is None else parts
         outputs = self.conv1d[c](inputs)
         if c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(outputs, self.pool1d[c], POOL))
@@ -152,9 +151,8 @@ class SincNet(nn.Module):
             pooled = self.pool1d[c](outputs)
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
-    def __call__(self, waveforms: mx.array, parts: Parts | None = None) -> mx.array:
+    def __call__(self, waveforms: mx.array, parts: Parts = WHOLE) -> mx.array:
         """(batch, samples) -> (batch, frames, 60), `SINCNET_CHUNK_SAMPLES` at a time, in `parts` (default: whole)."""
-        parts = Parts(ahead=None) if parts is None else parts
         chunk = max(1, SINCNET_CHUNK_SAMPLES // waveforms.shape[1])
         if waveforms.shape[0] <= chunk:
             return self.features(waveforms, parts)
@@ -214,12 +212,11 @@ class LSTM(nn.Module):
         sizes = [input_size] + [hidden_size * directions] * (num_layers - 1)
         self.layers = [LSTMLayer(size, hidden_size, directions) for size in sizes]
 
-    def __call__(self, x: mx.array, parts: Parts | None = None) -> mx.array:
+    def __call__(self, x: mx.array, parts: Parts = WHOLE) -> mx.array:
         """The layers one after the other, in `parts` (default: queued whole)."""
         for layer in self.layers:
             x, _ = layer(x)
-            if parts is not None:
-                x = parts(x)
+            x = parts(x)
         return x
 
 

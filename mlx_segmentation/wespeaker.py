@@ -15,7 +15,7 @@ import numpy as np
 
 from . import conv_kernel, fbank
 from .config import WeSpeakerConfig
-from .parts import Parts
+from .parts import WHOLE, Parts
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
@@ -112,10 +112,9 @@ class ResNet(nn.Module):
         """(batch, frames, mels) fbank -> (batch, mels, frames, m_channels)."""
         return nn.relu(self.bn1(self.conv1(features.transpose(0, 2, 1)[..., None])))
 
-    def frames(self, features: mx.array, parts: Parts | None = None) -> mx.array:
+    def frames(self, features: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Frame-level features (batch, channels x frequency, frames), flattened as pyannote's TSTP does;
         the stem and each block evaluated in `parts` (default: queued whole)."""
-        parts = Parts(ahead=None) if parts is None else parts
         out = parts(self.stem(features))
         for layer in self.layers:
             for block in layer:
