@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import mlx_segmentation
 import mlx.core as mx
@@ -30,16 +30,22 @@ from mlx_segmentation.audio import open_audio
 from mlx_segmentation.windows import WindowBatch, windows
 
 
-def peak(label: str, function: Callable[[], mx.array]) -> mx.array:
-    """Evaluate `function` from an emptied cache; print its peak memory above what was allocated before."""
+def measured(function: Callable[[], Any]) -> tuple[Any, float, float]:
+    """`function()` evaluated from an emptied cache: its result, seconds and peak MiB above what was allocated."""
     mx.synchronize()
     mx.clear_cache()
     mx.reset_peak_memory()
-    before = mx.get_active_memory()
+    before, start = mx.get_active_memory(), time.perf_counter()
     result = function()
     mx.eval(result)
     mx.synchronize()
-    print(f"{label}: peak {(mx.get_peak_memory() - before) / 2**20:.0f} MiB, output {result.nbytes / 2**20:.1f} MiB")
+    return result, time.perf_counter() - start, (mx.get_peak_memory() - before) / 2**20
+
+
+def peak(label: str, function: Callable[[], mx.array]) -> mx.array:
+    """Evaluate `function` from an emptied cache; print its peak memory above what was allocated before."""
+    result, _, mib = measured(function)
+    print(f"{label}: peak {mib:.0f} MiB, output {result.nbytes / 2**20:.1f} MiB")
     return result
 
 
@@ -47,19 +53,11 @@ def settings(model: pyannet.PyanNet, x: mx.array, label: str, repeats: int = 8) 
     """Peak memory and median time of the whole model queued whole and in parts; their outputs compared."""
     outputs = {}
     for how, ahead in (("queued whole", None), ("in parts", 1)):
-        peaks, seconds = [], []
-        for _ in range(repeats):
-            mx.synchronize()
-            mx.clear_cache()
-            mx.reset_peak_memory()
-            before, start = mx.get_active_memory(), time.perf_counter()
-            outputs[how] = model(x, parts=Parts(ahead))
-            mx.eval(outputs[how])
-            mx.synchronize()
-            seconds.append(time.perf_counter() - start)
-            peaks.append(mx.get_peak_memory() - before)
-        print(f"{label}, model {how}: peak {max(peaks) / 2**20:.0f} MiB, median {np.median(seconds[2:]) * 1000:.2f} ms")
-    difference = np.abs(np.array(outputs["in parts"]) - np.array(outputs["queued whole"])).max()
+        runs = [measured(lambda: model(x, parts=Parts(ahead))) for _ in range(repeats)]
+        outputs[how] = np.array(runs[-1][0])
+        peak_mib, median = max(r[2] for r in runs), np.median([r[1] for r in runs[2:]]) * 1000
+        print(f"{label}, model {how}: peak {peak_mib:.0f} MiB, median {median:.2f} ms")
+    difference = np.abs(outputs["in parts"] - outputs["queued whole"]).max()
     print(f"{label}, max|in parts - queued whole| {difference:.1e}")
 
 
@@ -68,22 +66,17 @@ def recording(model: pyannet.PyanNet, batch: int, ahead: int | str | None, minut
     runtime's way (`inference.window_outputs`), or each forward in its own `Parts(ahead)`."""
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
 
-    def forward(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
-        return model(windows(batch, window_size, step_size), parts=Parts(ahead)).astype(mx.float32)
+    def forward(window_batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
+        return model(windows(window_batch, window_size, step_size), parts=Parts(ahead)).astype(mx.float32)
 
-    seconds = []
-    for _ in range(3):
-        mx.synchronize()
-        mx.clear_cache()
-        mx.reset_peak_memory()
-        before, start = mx.get_active_memory(), time.perf_counter()
+    def detect() -> None:
         audio = open_audio(samples, 16000, source_rate=16000)
         inference.segment(model, audio, batch_size=batch, forward=None if ahead == "runtime" else forward)
-        seconds.append(time.perf_counter() - start)
-    peak = (mx.get_peak_memory() - before) / 2**20
+
+    runs = [measured(detect) for _ in range(3)]
     how = {"runtime": "the runtime's way", None: "each forward queued whole", 1: "each forward in parts"}[ahead]
-    times = " ".join(f"{s:.2f}" for s in seconds)
-    print(f"{minutes:g} min of speech at batch {batch}, {how}: peak {peak:.0f} MiB, seconds {times}")
+    times = " ".join(f"{r[1]:.2f}" for r in runs)
+    print(f"{minutes:g} min of speech at batch {batch}, {how}: peak {max(r[2] for r in runs):.0f} MiB, seconds {times}")
 
 
 def main(checkpoint: Path, batches: list[int]) -> None:

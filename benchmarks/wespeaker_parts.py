@@ -11,7 +11,6 @@ from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: 
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import mlx_segmentation
@@ -19,6 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from checks.audio import speech_segments
+from memory_by_part import measured
 from converter.build import build
 from mlx_segmentation.parts import Parts
 
@@ -36,22 +36,12 @@ def main(checkpoint: Path) -> None:
         mx.eval(x, *extra)
         outputs = {}
         for name, ahead in WAYS:
-            peaks, seconds_taken = [], []
-            for _ in range(6):
-                mx.synchronize()
-                mx.clear_cache()
-                mx.reset_peak_memory()
-                before, start = mx.get_active_memory(), time.perf_counter()
-                embeddings = model(x, *extra, parts=Parts(ahead))
-                mx.eval(embeddings)
-                mx.synchronize()
-                seconds_taken.append(time.perf_counter() - start)
-                peaks.append((mx.get_peak_memory() - before) / 2**20)
-            outputs[name] = np.array(embeddings)
+            runs = [measured(lambda: model(x, *extra, parts=Parts(ahead))) for _ in range(6)]
+            outputs[name] = np.array(runs[-1][0])
             difference = np.abs(outputs[name] - outputs["whole"]).max()
             print(
-                f"{seconds:g} s x {batch} (speakers {speakers}) {name:>8}: peak {max(peaks):6.0f} MiB, "
-                f"median {np.median(seconds_taken[2:]) * 1000:7.2f} ms, max|diff| {difference:.1e}",
+                f"{seconds:g} s x {batch} (speakers {speakers}) {name:>8}: peak {max(r[2] for r in runs):6.0f} MiB, "
+                f"median {np.median([r[1] for r in runs[2:]]) * 1000:7.2f} ms, max|diff| {difference:.1e}",
                 flush=True,
             )
 
