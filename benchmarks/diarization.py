@@ -330,7 +330,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.allow_tf32,
         },
         "torch_threads": torch.get_num_threads(),
-        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
+        "mlx_cpu_blas": mlx_segmentation.cpu_blas.described(),
         "platform": platform.platform(),
         "versions": versions(),
         "clustering": args.clustering,

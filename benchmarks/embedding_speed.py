@@ -53,7 +53,7 @@ def main() -> None:
         "mlx_device": str(mx.default_device()),
         "torch_device": device,
         "torch_threads": torch.get_num_threads(),
-        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
+        "mlx_cpu_blas": mlx_segmentation.cpu_blas.described(),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -128,7 +128,7 @@ def main() -> None:
         or ("numpy" if recurrence.numpy_applies(mx.float32) and args.dtype == "float32" else "portable"),
         "sincnet_chunk_samples": pyannet.SINCNET_CHUNK_SAMPLES,
         "torch_threads": torch.get_num_threads(),
-        "mlx_cpu_blas": str(mlx_segmentation.cpu_blas.loaded or "MLX's bundled reference BLAS"),
+        "mlx_cpu_blas": mlx_segmentation.cpu_blas.described(),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
     }
 

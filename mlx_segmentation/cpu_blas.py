@@ -4,9 +4,9 @@ MLX's Linux CPU wheel multiplies matrices with the reference BLAS it bundles (ne
 vector kernels): about 5 GFLOP/s here, 20 to 30 times slower than PyTorch's. Its convolutions and
 matrix products call `cblas_sgemm`, so a library that exports that name and is loaded into the global
 symbol scope before MLX is imported serves them instead. Intel MKL's pip wheel (`mkl`, the `cpu`
-extra) is one: where it is installed, `load()` loads its single dynamic library (threaded, its results
-independent of the number of threads), and MLX computes the same float32 products, to rounding (the
-checks pass, and are closer to float64). `MLX_SEGMENTATION_BLAS=reference` keeps MLX's own.
+extra) is one: where it is installed, `load()` loads its single dynamic library, in sequential mode,
+and MLX computes the same float32 products, to rounding (the checks pass, and are closer to float64).
+`MLX_SEGMENTATION_BLAS=reference` keeps MLX's own.
 """
 
 from __future__ import annotations
@@ -36,13 +36,20 @@ def load() -> Path | None:
     library = mkl_library()
     if library is None:
         return None
-    # Every core, and the same sums on any number of them: in strict CNR mode MKL's sgemm gives bitwise the same
-    # results whatever the number of threads (Intel's "Reproducibility Conditions"; tests/test_cpu_blas.py).
-    os.environ.setdefault("MKL_THREADING_LAYER", "INTEL")
-    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+    # One thread: threaded (Intel or GNU OpenMP, any wait policy), it made MLX 1.2 times faster here but torch in
+    # the same process (the checks run both) 2 to 10 times slower (docs/speed.md, CPU).
+    os.environ.setdefault("MKL_THREADING_LAYER", "SEQUENTIAL")
     try:
         ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
     except OSError:
         return None
     loaded = library
     return loaded
+
+
+def described() -> str:
+    """Which BLAS MLX's CPU products go to, and MKL's threading settings (for benchmarks)."""
+    if loaded is None:
+        return "MLX's bundled reference BLAS"
+    settings = ", ".join(f"{name}={os.environ.get(name)}" for name in ("MKL_THREADING_LAYER", "MKL_NUM_THREADS"))
+    return f"{loaded} ({settings})"
