@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 CHOICE = "MLX_SEGMENTATION_BLAS"  # "reference": leave MLX's bundled BLAS alone
 loaded: Path | None = None  # the library MLX's products go to, once `load()` found one
 
@@ -53,3 +55,25 @@ def described() -> str:
         return "MLX's bundled reference BLAS"
     settings = ", ".join(f"{name}={os.environ.get(name)}" for name in ("MKL_THREADING_LAYER", "MKL_NUM_THREADS"))
     return f"{loaded} ({settings})"
+
+
+_sgemm = None
+
+
+def sgemm_nt(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float) -> None:
+    """c = a @ b.T + beta * c through the loaded library's cblas_sgemm (C-contiguous float32 arrays, checked)."""
+    global _sgemm
+    m, k = a.shape
+    n = b.shape[0]
+    arrays = (a, b, c)
+    if loaded is None:
+        raise RuntimeError("no BLAS loaded for MLX's CPU")
+    if b.shape != (n, k) or c.shape != (m, n) or any(x.dtype != np.float32 or not x.flags.c_contiguous for x in arrays):
+        raise ValueError(f"sgemm_nt: shapes {a.shape} {b.shape} {c.shape} or dtypes or layouts do not fit")
+    if _sgemm is None:
+        _sgemm = ctypes.CDLL(str(loaded)).cblas_sgemm
+        pointer, integer, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        _sgemm.argtypes = [integer] * 6 + [real, pointer, integer, pointer, integer, real, pointer, integer]
+        _sgemm.restype = None
+    row_major, no_transpose, transpose = 101, 111, 112
+    _sgemm(row_major, no_transpose, transpose, m, n, k, 1.0, a.ctypes.data, k, b.ctypes.data, k, beta, c.ctypes.data, n)

@@ -13,24 +13,27 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import conv_kernel, fbank
+from . import conv_kernel, cpu_blas, cpu_conv, fbank
 from .config import WeSpeakerConfig
 from .parts import WHOLE, Parts
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 POOL_EPS = 1e-8  # pyannote's weighted statistics pooling
-# How convolutions run (MLX_SEGMENTATION_CONV): "auto" (`conv_kernel` on CUDA, MLX's conv2d elsewhere),
-# "conv2d", "matmul" (`unfolded_conv2d`) or "kernel" (`conv_kernel` where it applies, else "matmul"); any
-# other value is "auto". MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some
-# batch shapes (benchmarks/conv2d_oom.py reproduces it); the other routes compute the same float32 sums.
+# How convolutions run (MLX_SEGMENTATION_CONV): "auto" (`conv_kernel` on CUDA, "blas" on a CPU with MKL,
+# MLX's conv2d elsewhere), "conv2d", "matmul" (`unfolded_conv2d`), "kernel" (`conv_kernel` where it applies,
+# else "matmul") or "blas" (`cpu_conv` where it applies, else MLX's conv2d); any other value is "auto".
+# MLX 0.32's CUDA conv2d fails with "cudaMallocAsync ... out of memory" on some batch shapes
+# (benchmarks/conv2d_oom.py reproduces it); the other routes compute the same float32 sums.
 CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
 
 
 def route() -> str:
-    """The route convolutions take now: "conv2d", "matmul" or "kernel"."""
-    if CONV_ROUTE in ("conv2d", "matmul", "kernel"):
+    """The route convolutions take now: "conv2d", "matmul", "kernel" or "blas"."""
+    if CONV_ROUTE in ("conv2d", "matmul", "kernel", "blas"):
         return CONV_ROUTE
-    return "kernel" if conv_kernel.on_cuda() else "conv2d"
+    if conv_kernel.on_cuda():
+        return "kernel"
+    return "blas" if cpu_blas.loaded is not None and mx.default_device().type == mx.DeviceType.cpu else "conv2d"
 
 
 def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> mx.array:
@@ -54,7 +57,9 @@ class Conv2d(nn.Conv2d):
 
     def __call__(self, x: mx.array) -> mx.array:
         chosen = route()
-        if chosen == "conv2d":
+        if chosen == "blas" and cpu_conv.applies(x, self.weight, self.stride, self.padding):
+            return cpu_conv.conv2d(x, self.weight)
+        if chosen in ("conv2d", "blas"):
             return super().__call__(x)
         if chosen == "kernel" and conv_kernel.applies(x, self.weight):
             return conv_kernel.conv2d(x, self.weight, self.stride, self.padding)

@@ -1,11 +1,12 @@
-"""The WeSpeaker ResNet's convolutions as matrix products (the CUDA route) against MLX's conv2d; the whole model
-through either route is compared with pyannote.audio in tests/test_embedding.py."""
+"""The WeSpeaker ResNet's convolutions as matrix products (the CUDA route, the CPU's taps) against MLX's conv2d and
+float64; the whole model through the routes is compared with pyannote.audio in tests/test_embedding.py."""
 
 import mlx.core as mx
 import numpy as np
 import pytest
+import torch
 
-from mlx_segmentation import conv_kernel, wespeaker
+from mlx_segmentation import conv_kernel, cpu_blas, cpu_conv, wespeaker
 
 
 @pytest.mark.parametrize(
@@ -27,13 +28,85 @@ def test_unfolded_conv2d_equals_conv2d(shape, kernel, stride, padding):
     np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=2e-5)
 
 
+CPU_AUTO = "blas" if cpu_blas.loaded is not None else "conv2d"
+
+
 @pytest.mark.parametrize(
-    ("knob", "route"), [("matmul", "matmul"), ("kernel", "kernel"), ("conv2d", "conv2d"), ("nonsense", "conv2d")]
+    ("knob", "route"),
+    [("matmul", "matmul"), ("kernel", "kernel"), ("conv2d", "conv2d"), ("blas", "blas"), ("nonsense", CPU_AUTO)],
 )
 def test_the_route_knob(knob, route, monkeypatch):
-    """On this CPU "auto" and unknown values keep MLX's conv2d; the other routes are taken when named."""
+    """On this CPU "auto" and unknown values take MKL's products where MKL is loaded, else MLX's conv2d; the
+    other routes are taken when named."""
     monkeypatch.setattr(wespeaker, "CONV_ROUTE", knob)
     assert wespeaker.route() == route
+
+
+def float64_conv2d(x: mx.array, weight: mx.array, padding: int) -> np.ndarray:
+    """The convolution in float64 (torch's), channels-last like MLX's."""
+    inputs = torch.from_numpy(np.array(x)).double().permute(0, 3, 1, 2)
+    weights = torch.from_numpy(np.array(weight)).double().permute(0, 3, 1, 2)
+    return torch.nn.functional.conv2d(inputs, weights, padding=padding).permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the taps' products need MKL (the dev install has it here)")
+@pytest.mark.parametrize(
+    ("shape", "kernel", "out_channels"),
+    [((2, 80, 37, 32), 3, 48), ((3, 7, 5, 16), 3, 6), ((1, 9, 4, 17), 5, 8), ((2, 11, 13, 64), 1, 32)],
+)
+def test_cpu_taps_equal_float64(shape, kernel, out_channels):
+    """cpu_conv (a product per tap over shifted rows) against float64, as close as MLX's conv2d or closer."""
+    rng = np.random.default_rng(kernel)
+    x = mx.array(rng.normal(0, 1, shape).astype(np.float32))
+    weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32))
+    assert cpu_conv.applies(x, weight, (1, 1), (kernel // 2, kernel // 2))
+    exact = float64_conv2d(x, weight, kernel // 2)
+    ours = np.array(cpu_conv.conv2d(x, weight))
+    theirs = np.array(mx.conv2d(x, weight, padding=kernel // 2))
+    assert ours.shape == exact.shape
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=1e-5)
+    assert np.abs(ours - exact).max() <= np.abs(theirs - exact).max() * 1.5
+
+
+def test_cpu_taps_apply_only_where_they_pay():
+    """Stride 1, size-keeping padding, float32, 16 input channels or more (not the 1-channel stem), MKL loaded."""
+    x = mx.zeros((1, 8, 8, 32))
+    weight = mx.zeros((4, 3, 3, 32))
+    assert cpu_conv.applies(x, weight, (1, 1), (1, 1)) == (cpu_blas.loaded is not None)
+    assert not cpu_conv.applies(x, weight, (2, 2), (1, 1))
+    assert not cpu_conv.applies(x, weight, (1, 1), (0, 0))
+    assert not cpu_conv.applies(x.astype(mx.float16), weight.astype(mx.float16), (1, 1), (1, 1))
+    assert not cpu_conv.applies(mx.zeros((1, 8, 8, 1)), mx.zeros((4, 3, 3, 1)), (1, 1), (1, 1))
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the product is MKL's (the dev install has it here)")
+def test_sgemm_refuses_what_does_not_fit():
+    """The raw product checks shapes, dtypes and layouts before handing pointers to MKL."""
+    a, b = np.ones((5, 4), np.float32), np.ones((3, 4), np.float32)
+    out = np.zeros((5, 3), np.float32)
+    cpu_blas.sgemm_nt(a, b, out, beta=0.0)
+    np.testing.assert_array_equal(out, np.full((5, 3), 4.0, np.float32))
+    for bad in (
+        (a, np.ones((3, 5), np.float32), out),  # inner sizes differ
+        (a, b, np.zeros((5, 4), np.float32)),  # output shaped wrong
+        (a.astype(np.float64), b, out),
+        (np.ones((4, 5), np.float32).T, b, out),  # not C-contiguous
+    ):
+        with pytest.raises(ValueError):
+            cpu_blas.sgemm_nt(*bad, beta=0.0)
+
+
+def test_the_blas_route_convolves_as_conv2d(monkeypatch):
+    """Through the model's Conv2d: stride 1 by the taps (where MKL is), stride 2 and the stem by MLX's conv2d."""
+    rng = np.random.default_rng(1)
+    for in_channels, stride in ((32, 1), (32, 2), (1, 1)):
+        conv = wespeaker.Conv2d(in_channels, 24, 3, stride=stride, padding=1, bias=False)
+        conv.weight = mx.array(rng.normal(0, 0.1, conv.weight.shape).astype(np.float32))
+        x = mx.array(rng.normal(0, 1, (2, 20, 11, in_channels)).astype(np.float32))
+        monkeypatch.setattr(wespeaker, "CONV_ROUTE", "blas")
+        ours = np.array(conv(x))
+        monkeypatch.setattr(wespeaker, "CONV_ROUTE", "conv2d")
+        np.testing.assert_allclose(ours, np.array(conv(x)), rtol=0, atol=2e-5)
 
 
 def test_the_kernel_route_falls_back_to_the_product_off_cuda(monkeypatch):
