@@ -6,18 +6,25 @@ every output reads is the same rows moved on by dy * columns + dx, so each tap i
 range with that tap's (out, in) weights, summed into the output; rows that straddle a padded edge land on
 output positions that are dropped. Measured on this 2-core machine (64 channels, 3 x 3, 8 x 500 x 40):
 150 ms against MLX's conv2d 443 (PyTorch, 2 threads: 77), closer to float64 than either.
+
+A one-channel strided conv1d (SincNet's sinc filters) is MLX's own product, a tile of frames at a time:
+MLX unfolds the whole input first (128 MB at 8 windows of 10 s), here each tile of frames is copied to a
+cache-sized buffer and multiplied, the same sums bit for bit in half the time (174 -> 86 ms at 8 x 10 s).
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from . import cpu_blas
 
 # Fewer input channels make each tap's product too thin to pay: the ResNet's 1-channel stem took 5.4 ms this
 # way at 10 s, 1.2 with MLX's conv2d.
 MIN_CHANNELS = 16
+FRAMES_PER_TILE = 2048  # a conv1d's frames per product: 2 MB of SincNet's 251-sample frames
 
 
 def applies(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
@@ -52,3 +59,34 @@ def conv2d(x: mx.array, weight: mx.array) -> mx.array:
             first = dy == dx == 0
             cpu_blas.sgemm_nt(padded[shift : shift + positions], taps[dy, dx], out, beta=0.0 if first else 1.0)
     return mx.array(out.reshape(batch, rows, columns, out_channels)[:, :height, :width])
+
+
+def applies_1d(x: mx.array, conv: nn.Conv1d) -> bool:
+    """On the CPU with MKL loaded, float32, one input channel (batch, samples, 1), no padding, dilation or bias."""
+    weight = conv.weight
+    return (
+        cpu_blas.loaded is not None
+        and mx.default_device().type == mx.DeviceType.cpu
+        and x.dtype == weight.dtype == mx.float32
+        and x.ndim == 3
+        and x.shape[-1] == weight.shape[-1] == 1
+        and x.shape[1] >= weight.shape[1]
+        and (conv.padding, conv.dilation, conv.groups) == (0, 1, 1)
+        and "bias" not in conv
+    )
+
+
+def conv1d(x: mx.array, weight: mx.array, stride: int) -> mx.array:
+    """mx.conv1d(x, weight, stride) for one input channel, bit for bit, `FRAMES_PER_TILE` frames per product."""
+    samples = np.asarray(x)[..., 0]
+    filters = np.ascontiguousarray(np.asarray(weight)[..., 0])  # (out, kernel)
+    batch, kernel = samples.shape[0], filters.shape[1]
+    frames = sliding_window_view(samples, kernel, axis=1)[:, ::stride]  # (batch, frames, kernel), a view
+    out = np.empty((batch, frames.shape[1], filters.shape[0]), np.float32)
+    tile = np.empty((FRAMES_PER_TILE, kernel), np.float32)
+    for b in range(batch):
+        for start in range(0, frames.shape[1], FRAMES_PER_TILE):
+            stop = min(start + FRAMES_PER_TILE, frames.shape[1])
+            np.copyto(tile[: stop - start], frames[b, start:stop])
+            cpu_blas.sgemm_nt(tile[: stop - start], filters, out[b, start:stop], beta=0.0)
+    return mx.array(out)

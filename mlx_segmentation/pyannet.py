@@ -12,7 +12,7 @@ from functools import partial
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import recurrence
+from . import cpu_conv, recurrence
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
@@ -144,7 +144,11 @@ class SincNet(nn.Module):
 
     def stage(self, c: int, inputs: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
-        outputs = self.conv1d[c](inputs)
+        conv = self.conv1d[c]
+        if cpu_conv.applies_1d(inputs, conv):
+            outputs = cpu_conv.conv1d(inputs, conv.weight, conv.stride)
+        else:
+            outputs = conv(inputs)
         if c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(outputs, self.pool1d[c], POOL))
         else:

@@ -1,7 +1,10 @@
-"""The WeSpeaker ResNet's convolutions as matrix products (the CUDA route, the CPU's taps) against MLX's conv2d and
-float64; the whole model through the routes is compared with pyannote.audio in tests/test_embedding.py."""
+"""Convolutions computed otherwise than by MLX's conv: the WeSpeaker ResNet's as matrix products (the CUDA route,
+the CPU's taps) against MLX's conv2d and float64, SincNet's one-channel conv1d in tiles on the CPU against MLX's
+conv1d. The whole models through these routes are compared with pyannote.audio in tests/test_embedding.py and
+the checks."""
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 import torch
@@ -123,3 +126,34 @@ def test_the_kernel_launches_nothing_for_an_empty_batch():
     """No windows, no kernel launch: an empty result of the right shape, on any device."""
     out = conv_kernel.conv2d(mx.zeros((0, 20, 9, 32)), mx.zeros((64, 3, 3, 32)), (2, 2), (1, 1))
     assert out.shape == (0, 10, 5, 64)
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the tiles' products need MKL (the dev install has it here)")
+@pytest.mark.parametrize(
+    ("batch", "samples", "kernel", "stride", "exact"),
+    [(3, 5000, 251, 10, True), (1, 4111, 17, 3, True), (2, 260, 251, 10, False)],
+)
+def test_sinc_conv1d_in_tiles_is_mlx_conv1d(batch, samples, kernel, stride, exact, monkeypatch):
+    """SincNet's one-channel strided convolution, a tile of frames at a time (tiles of 64 here, a short last one):
+    MLX's own product bit for bit where MLX unfolds too; two frames MLX sums otherwise, to rounding."""
+    monkeypatch.setattr(cpu_conv, "FRAMES_PER_TILE", 64)
+    rng = np.random.default_rng(samples)
+    conv = nn.Conv1d(1, 80, kernel, stride=stride, bias=False)
+    conv.weight = mx.array(rng.normal(0, 0.1, conv.weight.shape).astype(np.float32))
+    x = mx.array(rng.normal(0, 1, (batch, samples, 1)).astype(np.float32))
+    assert cpu_conv.applies_1d(x, conv)
+    ours = np.array(cpu_conv.conv1d(x, conv.weight, stride))
+    theirs = np.array(conv(x))
+    assert ours.shape == theirs.shape
+    if exact:
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_sinc_conv1d_in_tiles_applies_only_to_one_channel_without_padding_or_bias():
+    x = mx.zeros((2, 1000, 1))
+    assert cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, stride=10, bias=False)) == (cpu_blas.loaded is not None)
+    assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, bias=True))
+    assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, padding=2, bias=False))
+    assert not cpu_conv.applies_1d(mx.zeros((2, 1000, 4)), nn.Conv1d(4, 8, 5, bias=False))
+    assert not cpu_conv.applies_1d(mx.zeros((2, 20, 1)), nn.Conv1d(1, 8, 31, bias=False))  # shorter than the kernel
