@@ -58,6 +58,7 @@ def described() -> str:
 
 
 _sgemm = None
+MAX_SIZE = 2**31 - 1  # cblas takes 32-bit sizes
 
 
 def sgemm_nt(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float) -> None:
@@ -70,6 +71,8 @@ def sgemm_nt(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float) -> None:
         raise RuntimeError("no BLAS loaded for MLX's CPU")
     if b.shape != (n, k) or c.shape != (m, n) or any(x.dtype != np.float32 or not x.flags.c_contiguous for x in arrays):
         raise ValueError(f"sgemm_nt: shapes {a.shape} {b.shape} {c.shape} or dtypes or layouts do not fit")
+    if max(m, n, k) > MAX_SIZE:
+        raise ValueError(f"sgemm_nt: {m} x {n} x {k} is too large for a 32-bit BLAS interface")
     if _sgemm is None:
         _sgemm = ctypes.CDLL(str(loaded)).cblas_sgemm
         pointer, integer, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float

@@ -99,6 +99,13 @@ def test_sgemm_refuses_what_does_not_fit():
             cpu_blas.sgemm_nt(*bad, beta=0.0)
 
 
+def test_sgemm_refuses_sizes_over_32_bits(monkeypatch):
+    """cblas takes 32-bit sizes: larger ones are refused before MKL sees them (here with the limit lowered to 4)."""
+    monkeypatch.setattr(cpu_blas, "MAX_SIZE", 4)
+    with pytest.raises(ValueError, match="too large"):
+        cpu_blas.sgemm_nt(np.ones((5, 2), np.float32), np.ones((3, 2), np.float32), np.zeros((5, 3), np.float32), 0.0)
+
+
 def test_the_blas_route_convolves_as_conv2d(monkeypatch):
     """Through the model's Conv2d: stride 1 by the taps (where MKL is), stride 2 and the stem by MLX's conv2d."""
     rng = np.random.default_rng(1)
