@@ -5,8 +5,8 @@ unfolds its input (a single-threaded copy, nine times the input for a 3 x 3 kern
 Padded and flattened to (batch x rows x columns, channels), the input that tap (dy, dx) of every output
 reads is the same rows moved on by dy * columns + dx, so each tap is one product of a row range with
 that tap's (out, in) weights, summed into the output; rows that straddle a padded edge land on output
-positions that are dropped. Measured on this 2-core machine (64 channels, 3 x 3, 8 x 500 x 40): 150 ms
-against MLX's conv2d 443 (PyTorch, 2 threads: 77), closer to float64 than either.
+positions that are dropped. Measured on this 2-core machine (64 channels, 3 x 3, 8 x 500 x 40): 150 to
+180 ms against MLX's conv2d 410 to 443 (PyTorch, 2 threads: 77), closer to float64 than either.
 
 A one-channel strided conv1d (SincNet's sinc filters) is MLX's own product, a tile of frames at a time:
 MLX unfolds the whole input first (128 MB at 8 windows of 10 s), here each tile of frames is copied to a
