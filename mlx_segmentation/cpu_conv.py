@@ -28,12 +28,16 @@ MIN_CHANNELS = 16
 FRAMES_PER_TILE = 2048  # a conv1d's frames per product: 2 MB of SincNet's 251-sample frames
 
 
+def on_mkl_cpu() -> bool:
+    """MLX computes on the CPU, and MKL serves its products (`cpu_blas`)."""
+    return cpu_blas.loaded is not None and mx.default_device().type == mx.DeviceType.cpu
+
+
 def applies(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
     """On the CPU with MKL loaded, float32, stride 1, odd kernels padded to keep the size, MIN_CHANNELS or more."""
     _, kernel_h, kernel_w, channels = weight.shape
     return (
-        cpu_blas.loaded is not None
-        and mx.default_device().type == mx.DeviceType.cpu
+        on_mkl_cpu()
         and x.dtype == weight.dtype == mx.float32
         and tuple(stride) == (1, 1)
         and kernel_h % 2 == kernel_w % 2 == 1
@@ -66,8 +70,7 @@ def applies_1d(x: mx.array, conv: nn.Conv1d) -> bool:
     """On the CPU with MKL loaded, float32, one input channel (batch, samples, 1), no padding, dilation or bias."""
     weight = conv.weight
     return (
-        cpu_blas.loaded is not None
-        and mx.default_device().type == mx.DeviceType.cpu
+        on_mkl_cpu()
         and x.dtype == weight.dtype == mx.float32
         and x.ndim == 3
         and x.shape[-1] == weight.shape[-1] == 1

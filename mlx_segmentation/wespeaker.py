@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import conv_kernel, cpu_blas, cpu_conv, fbank
+from . import conv_kernel, cpu_conv, fbank
 from .config import WeSpeakerConfig
 from .parts import WHOLE, Parts
 
@@ -33,7 +33,7 @@ def route() -> str:
         return CONV_ROUTE
     if conv_kernel.on_cuda():
         return "kernel"
-    return "blas" if cpu_blas.loaded is not None and mx.default_device().type == mx.DeviceType.cpu else "conv2d"
+    return "blas" if cpu_conv.on_mkl_cpu() else "conv2d"
 
 
 def unfolded_conv2d(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> mx.array:
