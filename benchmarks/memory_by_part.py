@@ -1,6 +1,7 @@
 """Peak GPU memory of the segmentation model by part: what holds it at a given batch.
 
     python benchmarks/memory_by_part.py SEGMENTATION_CHECKPOINT [BATCH ...]
+    python benchmarks/memory_by_part.py SEGMENTATION_CHECKPOINT [BATCH ...] --sweep SINCNET_SAMPLES:LSTM_VALUES ...
 
 Converts the checkpoint (no checks), then for each batch of 5 s windows (the 2022 model's; any
 PyanNet checkpoint works, at its own sample rate) prints the whole model's peak memory above the
@@ -8,11 +9,13 @@ inputs and median time queued whole and in parts (`parts.Parts`), then the peak 
 stage alone, of SincNet whole and of the LSTM (queued whole), each from an emptied cache; then the
 same for an hour of speech through speech detection (`inference.segment`): the runtime's way (one
 `Parts` for all batches, four parts in flight), each forward queued whole, each in parts of its own.
+`--sweep` instead prints, for each pair of part sizes (`pyannet.SINCNET_CHUNK_SAMPLES`, `pyannet.LSTM_PART_VALUES`;
+0 for a layer's projections in one part), the model in parts and the hour the runtime's way at each batch.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
 
-import sys
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -79,9 +82,33 @@ def recording(model: pyannet.PyanNet, batch: int, ahead: int | str | None, minut
     print(f"{minutes:g} min of speech at batch {batch}, {how}: peak {max(r[2] for r in runs):.0f} MiB, seconds {times}")
 
 
-def main(checkpoint: Path, batches: list[int]) -> None:
+def sweep(model: pyannet.PyanNet, batches: list[int], pairs: list[str], minutes: float) -> None:
+    """The model in parts and the hour the runtime's way, for each pair of part sizes."""
+    first: dict[int, np.ndarray] = {}  # the first pair's outputs, which the others are compared with
+    for pair in pairs:
+        sincnet_samples, lstm_values = (int(value) for value in pair.split(":"))
+        pyannet.SINCNET_CHUNK_SAMPLES, pyannet.LSTM_PART_VALUES = sincnet_samples, lstm_values or 2**62
+        print(f"== SincNet parts of {sincnet_samples} samples, LSTM parts of {lstm_values or 'a layer of'} projections")
+        for batch in batches:
+            x = mx.array(np.random.default_rng(0).normal(size=(batch, 80000)).astype(np.float32))
+            mx.eval(x)
+            runs = [measured(lambda: model(x)) for _ in range(8)]
+            median = np.median([r[1] for r in runs[2:]]) * 1000
+            outputs = first.setdefault(batch, np.array(runs[-1][0]))
+            difference = np.abs(np.array(runs[-1][0]) - outputs).max()
+            print(
+                f"batch {batch}, model in parts: peak {max(r[2] for r in runs):.0f} MiB, median {median:.2f} ms, "
+                f"max|outputs - first pair's| {difference:.1e}"
+            )
+        for batch in batches:
+            recording(model, batch, "runtime", minutes)
+
+
+def main(checkpoint: Path, batches: list[int], pairs: list[str], minutes: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = mlx_segmentation.load(build(checkpoint, Path(tmp) / "model", log=lambda m: None).out)
+    if pairs:
+        return sweep(model, batches, pairs, minutes)
     sincnet = model.sincnet
     for batch in batches:
         x = mx.array(np.random.default_rng(0).normal(size=(batch, 80000)).astype(np.float32))
@@ -95,8 +122,14 @@ def main(checkpoint: Path, batches: list[int]) -> None:
         peak(f"batch {batch}, LSTM", lambda: model.lstm(features))
     for batch in batches:
         for ahead in ("runtime", None, 1):
-            recording(model, batch, ahead)
+            recording(model, batch, ahead, minutes)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), [int(b) for b in sys.argv[2:]] or [32, 256])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("batches", type=int, nargs="*", default=[32, 256])
+    parser.add_argument("--sweep", nargs="+", default=[], metavar="SINCNET_SAMPLES:LSTM_VALUES")
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording (default: an hour)")
+    args = parser.parse_args()
+    main(args.checkpoint, args.batches, args.sweep, args.minutes)

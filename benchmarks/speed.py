@@ -109,10 +109,13 @@ def main() -> None:
     parser.add_argument(
         "--sincnet-chunk-samples", type=int, help="override pyannet.SINCNET_CHUNK_SAMPLES (memory against speed)"
     )
+    parser.add_argument("--lstm-part-values", type=int, help="override pyannet.LSTM_PART_VALUES (memory against speed)")
     parser.add_argument("--out", type=Path, default=Path("speed.json"))
     args = parser.parse_args()
     if args.sincnet_chunk_samples:
         pyannet.SINCNET_CHUNK_SAMPLES = args.sincnet_chunk_samples
+    if args.lstm_part_values:
+        pyannet.LSTM_PART_VALUES = args.lstm_part_values
 
     device = torch_device()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -127,6 +130,7 @@ def main() -> None:
         "lstm_kernel": (recurrence.gpu_backend() if args.dtype == "float32" else None)
         or ("numpy" if recurrence.numpy_applies(mx.float32) and args.dtype == "float32" else "portable"),
         "sincnet_chunk_samples": pyannet.SINCNET_CHUNK_SAMPLES,
+        "lstm_part_values": pyannet.LSTM_PART_VALUES,
         "torch_threads": torch.get_num_threads(),
         "mlx_cpu_blas": mlx_segmentation.cpu_blas.described(),
         "versions": {"mlx": mx.__version__, "torch": torch.__version__},
@@ -190,6 +194,7 @@ def main() -> None:
         recording = long_recording(args.minutes * 60)
         results["recording_minutes"] = args.minutes
         results["pipeline_batch"] = args.pipeline_batch
+        results["torch_pipeline_batch"] = args.pipeline_batch  # pyannote's pipeline too, since it is given it
 
         peer = "ours" if args.torch_in_our_windowing else reference_name
 
@@ -284,9 +289,8 @@ def torch_pipeline(ref, peer: str, recording: np.ndarray, model, device: str, ba
         from checks.pipeline import pyannote_speech
         from mlx_segmentation.binarize import default_speech_params
 
-        scores, _ = pyannote_speech(
-            ref, recording, model.config.sample_rate, default_speech_params(model.specifications), "bench"
-        )
+        params = default_speech_params(model.specifications)
+        scores, _ = pyannote_speech(ref, recording, model.config.sample_rate, params, "bench", batch_size)
         return scores, "pyannote.audio VoiceActivityDetection"
 
     def torch_forward(batch, window_size: int, step_size: int) -> OnDevice:

@@ -216,7 +216,7 @@ def recording(results: Results, names: tuple[str, ...]) -> str:
     rows = [
         [
             f"batch {r['pipeline_batch']}",
-            PEERS.get(r.get("torch_pipeline"), str(r.get("torch_pipeline"))),
+            peer(r),
             ratio(r["mlx_over_torch_pipeline_time"], bold_at_most=Decimal(1)),
             f"{fixed(r['mlx_pipeline_seconds'], 2)} s",
             f"{fixed(r['torch_pipeline_seconds'], 2)} s",
@@ -239,6 +239,17 @@ PEERS = {
     "pyannote.audio VoiceActivityDetection": "pyannote.audio's `VoiceActivityDetection`",
     "torch reference model in the same windowing and aggregation": "PyTorch's model in our windowing",
 }
+
+
+def peer(run: dict) -> str:
+    """The PyTorch side of a recording run. pyannote's pipeline ran at its own default batch (32) until speed.py
+    gave it the run's batch and recorded it as `torch_pipeline_batch`."""
+    name = PEERS.get(run.get("torch_pipeline"), str(run.get("torch_pipeline")))
+    if run.get("torch_pipeline") != "pyannote.audio VoiceActivityDetection":
+        return name
+    if "torch_pipeline_batch" in run:
+        return f"{name}, batch {run['torch_pipeline_batch']}"
+    return f"{name}, batch 32 (its default)"
 
 
 def embeddings(results: Results, name: str) -> str:
@@ -328,22 +339,22 @@ H200_SPEED_RUNS = (
     "h200_speed_batch32_torch_in_our_windowing.json",
 )
 CURRENT_SPEED_RUNS = (
-    "h100_nov26f_speed_batch1024.json",
-    "h100_nov26f_speed_batch32.json",
-    "h100_nov26f_speed_batch32_torch_in_our_windowing.json",
+    "h100_nov26h_speed_batch1024.json",
+    "h100_nov26h_speed_batch32.json",
+    "h100_nov26h_speed_batch32_torch_in_our_windowing.json",
 )
 BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov26g_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov26g_diarization.json"),
+        ("h100_nov26h_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26h_diarization.json"),
     ),
     Block(
         "h100-current-diarization",
         "docs/speed.md",
-        ("h100_nov26g_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov26g_diarization.json"),
+        ("h100_nov26h_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov26h_diarization.json"),
     ),
     Block(
         "h100-current-windows",

@@ -58,12 +58,21 @@ def speech_truth(rttm: Path):
     return truth.rename_labels({label: "SPEECH" for label in truth.labels()})
 
 
-def pyannote_speech(reference_model, waveform: np.ndarray, sample_rate: int, params: BinarizeParams, uri: str):
-    """pyannote.audio's VoiceActivityDetection on an in-memory waveform: (aggregated scores, regions)."""
+def pyannote_speech(
+    reference_model,
+    waveform: np.ndarray,
+    sample_rate: int,
+    params: BinarizeParams,
+    uri: str,
+    batch_size: int | None = None,
+):
+    """pyannote.audio's VoiceActivityDetection on an in-memory waveform: (aggregated scores, regions), at
+    `batch_size` windows per forward (default: pyannote's own, 32)."""
     import torch
     from pyannote.audio.pipelines import VoiceActivityDetection
 
-    pipeline = VoiceActivityDetection(segmentation=reference_model)
+    batch = {} if batch_size is None else {"batch_size": batch_size}
+    pipeline = VoiceActivityDetection(segmentation=reference_model, **batch)
     hyper = {"min_duration_on": params.min_duration_on, "min_duration_off": params.min_duration_off}
     if not reference_model.specifications.powerset:  # powerset pipelines fix onset = offset = 0.5
         hyper |= {"onset": params.onset, "offset": params.offset}

@@ -14,7 +14,8 @@ class Parts:
     backend puts up to 100 operations in one graph on an H100), so a forward queued whole holds all
     its intermediates at once: the segmentation model 634 MiB at 32 windows of 5 s, where PyTorch
     holds 273. In parts (the segmentation model's: after the input's normalisation, the sinc filters'
-    pooling, each SincNet stage and each LSTM layer; the ResNet's: after its stem and each block) at
+    pooling, each SincNet stage, each stretch of an LSTM layer's steps and each layer; the ResNet's: after
+    its stem and each block) at
     most `ahead` + 1 are alive, and the GPU starts on the first while the rest is queued
     (`benchmarks/results/h100_memory_by_part.log`, `ahead` 1: 273 MiB and 5.8 ms instead of 634 MiB
     and 6.9 ms). One `Parts` may serve successive forwards (the recording pipeline's); `ahead=None`

@@ -25,13 +25,19 @@ POOL = 3
 LEAKY_SLOPE = 0.01  # torch.nn.functional.leaky_relu's default
 MIN_FRAMES = 2  # instance norm needs more than one frame: torch refuses one, pyannote's min_num_frames
 # Input samples per SincNet pass: a larger batch runs through SincNet in parts of this many windows'
-# samples, one after the other (each evaluated before the next is queued: queued together, a GPU
-# holds every part's buffers until it has run them all), so that its intermediates (about 250 bytes
-# per input sample on a GPU, 330 on the CPU: 20 GiB for 1024 windows of 5 s) stay near 4 GiB
-# whatever the batch; the LSTM still sees the whole batch. Measured on an H200 at 1024 windows of 5 s
-# (benchmarks/results/h200_sincnet_parts.json): peak 6.5 GiB with parts of 2^22 or 2^24 samples (then
-# the LSTM's), 20 GiB in one piece; 84 ms per batch with parts of 2^24, 102 ms with 2^22, 76 in one piece.
-SINCNET_CHUNK_SAMPLES = 2**24
+# samples, one after the other, each stage a part of the forward's `Parts`, so that its intermediates
+# (about 250 bytes per input sample on a GPU, 330 on the CPU: 20 GiB for 1024 windows of 5 s) stay
+# near 1 GiB whatever the batch; the LSTM still sees the whole batch. Measured on an H100
+# (benchmarks/results/h100_memory_sweep.log, 5 s windows): at 256 windows 826 MiB with parts of 2^22
+# samples against 1,781 with 2^24 (PyTorch 1,423), 27 ms against 24.
+SINCNET_CHUNK_SAMPLES = 2**22
+# Input projections per LSTM part: a layer projects its input (x @ Wx^T + bias, 4 * hidden values per step,
+# window and direction) a stretch of steps at a time and runs the recurrence over that stretch before the
+# next, so that a GPU holds at most this many projected values per part, not the whole layer's (1.2 GB
+# at 1024 windows of 5 s). The reverse direction takes the stretch mirrored from the end. Measured on an
+# H100 (same log): an hour of speech at batch 1024 peaks at 4.1 GiB with 2^27 (pyannote.audio's 5.5 GiB)
+# against 6.5 GiB with whole layers, 1.25 s against 1.10; smaller stretches cost more time for less memory.
+LSTM_PART_VALUES = 2**27
 
 
 def sincnet_layers(stride: int) -> list[tuple[int, int]]:
@@ -163,7 +169,6 @@ class SincNet(nn.Module):
         features = []
         for windows in mx.split(waveforms, range(chunk, len(waveforms), chunk)):
             features.append(self.features(windows, parts))
-            mx.eval(features[-1])  # each finished before the next is queued, its intermediates released
         return mx.concatenate(features)
 
     def features(self, waveforms: mx.array, parts: Parts) -> mx.array:
@@ -188,23 +193,41 @@ class LSTMLayer(nn.Module):
         self.bias = mx.zeros((num_directions, 4 * hidden_size))
 
     def __call__(
-        self, x: mx.array, state: tuple[mx.array, mx.array] | None = None
+        self, x: mx.array, state: tuple[mx.array, mx.array] | None = None, parts: Parts = WHOLE
     ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
         """(batch, time, input) -> (batch, time, directions * hidden), and the final (h, c).
 
         `state` and the returned state are (directions, batch, hidden), like PyTorch's (h_n, c_n)
-        for one layer.
+        for one layer. Runs `LSTM_PART_VALUES` projections at a time, each stretch a part of `parts`.
         """
-        num_directions, batch = self.Wx.shape[0], x.shape[0]
-        # The input projections of every step at once, then the recurrence over time.
-        projected = x[None] @ self.Wx.transpose(0, 2, 1)[:, None] + self.bias[:, None, None, :]
+        num_directions, batch, steps = self.Wx.shape[0], x.shape[0], x.shape[1]
         if state is None:
             h = mx.zeros((num_directions, batch, self.hidden_size), dtype=x.dtype)
             c = mx.zeros_like(h)
         else:
             h, c = state
-        outputs, h, c = recurrence.run(projected, self.Wh, h, c)
-        return outputs, (h, c)
+        count = -(-steps * num_directions * batch * 4 * self.hidden_size // LSTM_PART_VALUES)
+        if count <= 1:
+            outputs, h, c = recurrence.run(self.project(x[None]), self.Wh, h, c)
+            return outputs, (h, c)
+        span = -(-steps // count)  # stretches of equal length, the last one shorter
+        stretches = []
+        for start in range(0, steps, span):
+            stop = min(start + span, steps)
+            # the reverse direction starts from the last step: its stretch is the mirrored one
+            inputs = [x[:, start:stop], x[:, steps - stop : steps - start]][:num_directions]
+            outputs, h, c = recurrence.run(self.project(mx.stack(inputs)), self.Wh, h, c)
+            stretches.append(parts(outputs))
+        forward = mx.concatenate([s[..., : self.hidden_size] for s in stretches], axis=1)
+        if num_directions == 1:
+            return forward, (h, c)
+        backward = mx.concatenate([s[..., self.hidden_size :] for s in reversed(stretches)], axis=1)
+        return mx.concatenate([forward, backward], axis=-1), (h, c)
+
+    def project(self, inputs: mx.array) -> mx.array:
+        """(directions, batch, time, input) -> the input projections (directions, batch, time, 4 * hidden)."""
+        # the bias in the product: one buffer instead of two, and 10 to 15% faster on an H100 (segmentation_ops.py)
+        return mx.addmm(self.bias[:, None, None, :], inputs, self.Wx.transpose(0, 2, 1)[:, None])
 
 
 class LSTM(nn.Module):
@@ -219,7 +242,7 @@ class LSTM(nn.Module):
     def __call__(self, x: mx.array, parts: Parts = WHOLE) -> mx.array:
         """The layers one after the other, in `parts` (default: queued whole)."""
         for layer in self.layers:
-            x, _ = layer(x)
+            x, _ = layer(x, parts=parts)
             x = parts(x)
         return x
 

@@ -52,6 +52,31 @@ def test_sincnet_in_parts_equals_sincnet_whole(converted, monkeypatch):
     np.testing.assert_allclose(np.array(parts), np.array(whole), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("directions", [1, 2])
+def test_lstm_layer_in_stretches_equals_the_layer_at_once(directions: int, monkeypatch):
+    """Projections a stretch of steps at a time (uneven: 37 steps in 10s; the reverse direction mirrored): same
+    outputs and final state as all at once, from a non-zero state, each stretch a part."""
+    from mlx_segmentation import pyannet
+    from mlx_segmentation.parts import Parts
+
+    rng = np.random.default_rng(directions)
+    batch, steps, inputs, hidden = 3, 37, 12, 8
+    layer = pyannet.LSTMLayer(inputs, hidden, directions)
+    for name, shape in (("Wx", (directions, 4 * hidden, inputs)), ("Wh", (directions, 4 * hidden, hidden))):
+        setattr(layer, name, mx.array(rng.normal(0, 0.5, shape).astype(np.float32)))
+    layer.bias = mx.array(rng.normal(0, 0.5, (directions, 4 * hidden)).astype(np.float32))
+    x = mx.array(rng.normal(0, 1, (batch, steps, inputs)).astype(np.float32))
+    state = tuple(mx.array(rng.normal(0, 1, (directions, batch, hidden)).astype(np.float32)) for _ in range(2))
+    at_once, (h, c) = layer(x, state)
+    monkeypatch.setattr(pyannet, "LSTM_PART_VALUES", directions * batch * 4 * hidden * 10)
+    parts = Parts(ahead=1)
+    in_stretches, (h2, c2) = layer(x, state, parts=parts)
+    assert len(parts.queued) == 1  # 4 stretches, all but the last waited for
+    assert in_stretches.shape == at_once.shape == (batch, steps, directions * hidden)
+    for ours, whole in ((in_stretches, at_once), (h2, h), (c2, c)):
+        np.testing.assert_allclose(np.array(ours), np.array(whole), rtol=0, atol=1e-6)
+
+
 def test_kernel_tile_follows_the_batch():
     """CUDA: 1 window per thread block up to 64, 2 up to 128, 4 up to 512, 8 above; Metal 4 then 8; what fits."""
     batches = (1, 32, 64, 65, 128, 129, 512, 513, 4096)

@@ -20,7 +20,7 @@ import torch
 import mlx_segmentation
 from checks import reference
 from checks.audio import long_recording, read_mono, sample_wav
-from checks.pipeline import annotation, pipeline_check
+from checks.pipeline import annotation, pipeline_check, pyannote_speech
 from converter.families import model_config
 from converter.reader import read_checkpoint
 from mlx_segmentation.audio import AudioError, open_audio
@@ -70,6 +70,23 @@ def test_pipeline_parity_with_pyannote(name, recording, models, recordings):
     assert check.regions == check.reference_regions
     if truth is not None and name == "segmentation-2022":
         assert check.detection_error_vs_truth == pytest.approx(check.reference_detection_error_vs_truth, abs=0.005)
+
+
+def test_pyannotes_pipeline_runs_at_the_batch_it_is_given(models, monkeypatch):
+    """The benchmarks' peer: pyannote's VoiceActivityDetection at the given batch (once ran at its default, 32)."""
+    from pyannote.audio.core.inference import Inference
+
+    model, pyannote_model = models["segmentation-2022"]
+    batches, infer = [], Inference.infer
+    monkeypatch.setattr(Inference, "infer", lambda self, chunks: batches.append(len(chunks)) or infer(self, chunks))
+    waveform = long_recording(30.0)
+    params = default_speech_params(model.specifications)
+    given, _ = pyannote_speech(pyannote_model, waveform, 16000, params, "batch", batch_size=7)
+    assert batches and max(batches) == 7
+    batches.clear()
+    default, _ = pyannote_speech(pyannote_model, waveform, 16000, params, "batch")
+    assert max(batches) == 32
+    np.testing.assert_allclose(given, default, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
