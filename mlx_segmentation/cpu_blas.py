@@ -14,11 +14,16 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 CHOICE = "MLX_SEGMENTATION_BLAS"  # "reference": leave MLX's bundled BLAS alone
+# Threads sharing our own products (`in_threads`; MKL itself stays sequential, `load` says why). Default: the
+# cores this process may run on.
+THREADS_VARIABLE = "MLX_SEGMENTATION_CPU_THREADS"
 loaded: Path | None = None  # the library MLX's products go to, once `load()` found one
 
 
@@ -50,11 +55,38 @@ def load() -> Path | None:
 
 
 def described() -> str:
-    """Which BLAS MLX's CPU products go to, and MKL's threading settings (for benchmarks)."""
+    """Which BLAS MLX's CPU products go to, MKL's threading settings and our products' threads (for benchmarks)."""
     if loaded is None:
         return "MLX's bundled reference BLAS"
     settings = ", ".join(f"{name}={os.environ.get(name)}" for name in ("MKL_THREADING_LAYER", "MKL_NUM_THREADS"))
-    return f"{loaded} ({settings})"
+    return f"{loaded} ({settings}); cpu_conv's products on {threads()} threads"
+
+
+def threads() -> int:
+    """Threads sharing `in_threads` work: `MLX_SEGMENTATION_CPU_THREADS` if a positive number, else the usable cores."""
+    value = os.environ.get(THREADS_VARIABLE, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    usable = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
+    return len(usable(0)) if usable else os.cpu_count() or 1
+
+
+_pool: dict[int, ThreadPoolExecutor] = {}  # by thread count
+
+
+def in_threads(work: Callable[[int, int], None], total: int) -> None:
+    """`work(start, stop)` over `total` rows, one contiguous range per thread, and wait for all.
+
+    Each range's products are the same calls on fewer rows (the same sums bit for bit, tested); ctypes lets go
+    of the GIL during each, so the threads compute at once. They hold no MLX state: MLX's streams are per thread.
+    """
+    count = min(threads(), total)
+    if count <= 1:
+        return work(0, total)
+    pool = _pool.setdefault(count, ThreadPoolExecutor(count, thread_name_prefix="mlx-segmentation-cpu"))
+    bounds = [total * i // count for i in range(count + 1)]
+    for future in [pool.submit(work, start, stop) for start, stop in zip(bounds, bounds[1:])]:
+        future.result()
 
 
 _sgemm = None

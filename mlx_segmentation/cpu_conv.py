@@ -8,6 +8,8 @@ that tap's (out, in) weights, summed into the output; rows that straddle a padde
 positions that are dropped. Measured on this 2-core machine (64 channels, 3 x 3, 8 x 500 x 40): 150 to
 180 ms against MLX's conv2d 410 to 443 (PyTorch, 2 threads: 77), closer to float64 than either.
 
+SincNet's other convolutions (stride 1, no padding) are those taps one row high, the edges dropped.
+
 A one-channel strided conv1d (SincNet's sinc filters) is MLX's own product, a tile of frames at a time:
 MLX unfolds the whole input first (128 MB at 8 windows of 10 s), here each tile of frames is copied to a
 cache-sized buffer and multiplied, the same sums bit for bit in half the time (174 -> 86 ms at 8 x 10 s).
@@ -58,11 +60,15 @@ def conv2d(x: mx.array, weight: mx.array) -> mx.array:
     grid[:, kernel_h // 2 : kernel_h // 2 + height, kernel_w // 2 : kernel_w // 2 + width] = np.asarray(x)
     taps = np.ascontiguousarray(np.asarray(weight).transpose(1, 2, 0, 3))  # (kh, kw, out, in)
     out = np.empty((positions, out_channels), np.float32)
-    for dy in range(kernel_h):
-        for dx in range(kernel_w):
-            shift = dy * columns + dx
-            first = dy == dx == 0
-            cpu_blas.sgemm_nt(padded[shift : shift + positions], taps[dy, dx], out, beta=0.0 if first else 1.0)
+
+    def rows_of(start: int, stop: int) -> None:
+        for dy in range(kernel_h):
+            for dx in range(kernel_w):
+                shift, first = dy * columns + dx, dy == dx == 0
+                rows = padded[shift + start : shift + stop]
+                cpu_blas.sgemm_nt(rows, taps[dy, dx], out[start:stop], beta=0.0 if first else 1.0)
+
+    cpu_blas.in_threads(rows_of, positions)
     return mx.array(out.reshape(batch, rows, columns, out_channels)[:, :height, :width])
 
 
@@ -80,17 +86,50 @@ def applies_1d(x: mx.array, conv: nn.Conv1d) -> bool:
     )
 
 
-def conv1d(x: mx.array, weight: mx.array, stride: int) -> mx.array:
-    """mx.conv1d(x, weight, stride) for one input channel, bit for bit, `FRAMES_PER_TILE` frames per product."""
+def conv1d(x: mx.array, weight: mx.array, stride: int, pool: int = 1) -> mx.array:
+    """mx.conv1d(x, weight, stride) for one input channel, bit for bit, `FRAMES_PER_TILE` frames per product; with
+    `pool` > 1, max-pooled |conv1d| (windows of `pool` frames, the last partial one dropped) tile by tile instead."""
     samples = np.asarray(x)[..., 0]
     filters = np.ascontiguousarray(np.asarray(weight)[..., 0])  # (out, kernel)
-    batch, kernel = samples.shape[0], filters.shape[1]
+    batch, kernel, out_channels = samples.shape[0], filters.shape[1], filters.shape[0]
     frames = sliding_window_view(samples, kernel, axis=1)[:, ::stride]  # (batch, frames, kernel), a view
-    out = np.empty((batch, frames.shape[1], filters.shape[0]), np.float32)
-    tile = np.empty((FRAMES_PER_TILE, kernel), np.float32)
-    for b in range(batch):
-        for start in range(0, frames.shape[1], FRAMES_PER_TILE):
-            stop = min(start + FRAMES_PER_TILE, frames.shape[1])
+    count, size = frames.shape[1] // pool * pool, FRAMES_PER_TILE // pool * pool  # tiles whole pooling windows
+    out = np.empty((batch, count // pool, out_channels), np.float32)
+    tiles = [(b, start) for b in range(batch) for start in range(0, count, size)]
+
+    def tiles_of(first: int, last: int) -> None:
+        tile, product = np.empty((size, kernel), np.float32), np.empty((size, out_channels), np.float32)
+        for b, start in tiles[first:last]:
+            stop = min(start + size, count)
             np.copyto(tile[: stop - start], frames[b, start:stop])
-            cpu_blas.sgemm_nt(tile[: stop - start], filters, out[b, start:stop], beta=0.0)
+            if pool == 1:
+                cpu_blas.sgemm_nt(tile[: stop - start], filters, out[b, start:stop], beta=0.0)
+                continue
+            cpu_blas.sgemm_nt(tile[: stop - start], filters, product[: stop - start], beta=0.0)
+            windows = np.abs(product[: stop - start]).reshape(-1, pool, out_channels)
+            np.max(windows, axis=1, out=out[b, start // pool : stop // pool])
+
+    cpu_blas.in_threads(tiles_of, len(tiles))
     return mx.array(out)
+
+
+def applies_valid_1d(x: mx.array, conv: nn.Conv1d) -> bool:
+    """On the CPU with MKL loaded, float32 (batch, time, in), stride 1, no padding, an odd kernel, MIN_CHANNELS or more
+    (SincNet's second and third convolutions)."""
+    weight = conv.weight
+    return (
+        on_mkl_cpu()
+        and x.dtype == weight.dtype == mx.float32
+        and x.ndim == 3
+        and x.shape[1] >= weight.shape[1]
+        and (conv.stride, conv.padding, conv.dilation, conv.groups) == (1, 0, 1, 1)
+        and weight.shape[1] % 2 == 1
+        and weight.shape[-1] >= MIN_CHANNELS
+    )
+
+
+def conv1d_valid(x: mx.array, conv: nn.Conv1d) -> mx.array:
+    """conv(x) for a stride-1 unpadded conv1d: the taps of a size-keeping conv2d one row high, its edges dropped."""
+    half, steps = conv.weight.shape[1] // 2, x.shape[1]
+    outputs = conv2d(x[:, None], conv.weight[:, None])[:, 0, half : steps - half]
+    return outputs + conv.bias if "bias" in conv else outputs

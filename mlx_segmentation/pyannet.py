@@ -151,14 +151,14 @@ class SincNet(nn.Module):
     def stage(self, c: int, inputs: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
         conv = self.conv1d[c]
-        if cpu_conv.applies_1d(inputs, conv):
-            outputs = cpu_conv.conv1d(inputs, conv.weight, conv.stride)
+        if c == 0 and cpu_conv.applies_1d(inputs, conv):  # |conv| max-pooled a tile at a time on the CPU's cores
+            pooled = parts(cpu_conv.conv1d(inputs, conv.weight, conv.stride, pool=POOL))
+        elif c == 0:  # the sinc filters' output, the largest activation, released once pooled
+            pooled = parts(abs_max_pool(conv(inputs), self.pool1d[c], POOL))
+        elif cpu_conv.applies_valid_1d(inputs, conv):
+            pooled = self.pool1d[c](cpu_conv.conv1d_valid(inputs, conv))
         else:
-            outputs = conv(inputs)
-        if c == 0:  # the sinc filters' output, the largest activation, released once pooled
-            pooled = parts(abs_max_pool(outputs, self.pool1d[c], POOL))
-        else:
-            pooled = self.pool1d[c](outputs)
+            pooled = self.pool1d[c](conv(inputs))
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array, parts: Parts = WHOLE) -> mx.array:

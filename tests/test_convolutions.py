@@ -164,3 +164,101 @@ def test_sinc_conv1d_in_tiles_applies_only_to_one_channel_without_padding_or_bia
     assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, padding=2, bias=False))
     assert not cpu_conv.applies_1d(mx.zeros((2, 1000, 4)), nn.Conv1d(4, 8, 5, bias=False))
     assert not cpu_conv.applies_1d(mx.zeros((2, 20, 1)), nn.Conv1d(1, 8, 31, bias=False))  # shorter than the kernel
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the taps' products need MKL (the dev install has it here)")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_products_in_threads_are_one_threads_bit_for_bit(threads, monkeypatch):
+    """The taps and the sinc filters' tiles shared among threads (each a range of rows): the same sums as on one
+    thread, every thread given work."""
+    import threading
+
+    rng = np.random.default_rng(threads)
+    image = mx.array(rng.normal(0, 1, (3, 21, 13, 32)).astype(np.float32))
+    weight = mx.array(rng.normal(0, 0.1, (24, 3, 3, 32)).astype(np.float32))
+    samples = mx.array(rng.normal(0, 1, (3, 4001, 1)).astype(np.float32))
+    filters = mx.array(rng.normal(0, 0.1, (80, 251, 1)).astype(np.float32))
+    monkeypatch.setattr(cpu_conv, "FRAMES_PER_TILE", 64)  # 6 tiles per window
+    product, callers = cpu_blas.sgemm_nt, set()
+
+    def spied(*args, **kwargs):
+        callers.add(threading.get_ident())
+        return product(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_blas, "sgemm_nt", spied)
+    results = {}
+    for count in (1, threads):
+        monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, str(count))
+        callers.clear()
+        results[count] = [np.array(cpu_conv.conv2d(image, weight)), np.array(cpu_conv.conv1d(samples, filters, 10))]
+        assert len(callers) == count
+    for one, many in zip(results[1], results[threads]):
+        np.testing.assert_array_equal(one, many)
+
+
+@pytest.mark.parametrize("total", [1, 2, 7, 100])
+def test_in_threads_gives_every_row_to_one_thread(total, monkeypatch):
+    monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "3")
+    seen = np.zeros(total, int)
+
+    def work(start: int, stop: int) -> None:
+        seen[start:stop] += 1
+
+    cpu_blas.in_threads(work, total)
+    assert (seen == 1).all()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("4", 4), ("1", 1), ("0", None), ("two", None), ("", None)])
+def test_the_threads_knob(value, expected, monkeypatch):
+    """A positive number is taken; anything else means the usable cores."""
+    import os
+
+    monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, value)
+    assert cpu_blas.threads() == (expected or len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the taps' products need MKL (the dev install has it here)")
+@pytest.mark.parametrize(
+    ("batch", "steps", "channels", "out_channels", "kernel"), [(3, 2658, 80, 60, 5), (2, 37, 16, 7, 3)]
+)
+def test_sincnet_conv1d_by_taps_equals_float64(batch, steps, channels, out_channels, kernel):
+    """SincNet's stride-1 unpadded convolutions (with their bias) by the taps: against float64, as close as MLX's
+    conv1d or closer."""
+    rng = np.random.default_rng(steps)
+    conv = nn.Conv1d(channels, out_channels, kernel)
+    conv.weight = mx.array(rng.normal(0, 0.1, conv.weight.shape).astype(np.float32))
+    conv.bias = mx.array(rng.normal(0, 0.1, conv.bias.shape).astype(np.float32))
+    x = mx.array(rng.normal(0, 1, (batch, steps, channels)).astype(np.float32))
+    assert cpu_conv.applies_valid_1d(x, conv)
+    inputs = torch.from_numpy(np.array(x)).double().permute(0, 2, 1)
+    weight = torch.from_numpy(np.array(conv.weight)).double().permute(0, 2, 1)
+    bias = torch.from_numpy(np.array(conv.bias)).double()
+    exact = torch.nn.functional.conv1d(inputs, weight, bias).permute(0, 2, 1).numpy()
+    ours, theirs = np.array(cpu_conv.conv1d_valid(x, conv)), np.array(conv(x))
+    assert ours.shape == exact.shape
+    assert np.abs(ours - exact).max() <= np.abs(theirs - exact).max() * 1.5
+
+
+def test_sincnet_conv1d_by_taps_applies_only_to_stride_1_without_padding():
+    x = mx.zeros((2, 100, 60))
+    assert cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5)) == (cpu_blas.loaded is not None)
+    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5, stride=2))
+    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5, padding=2))
+    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 4))  # even kernel
+    assert not cpu_conv.applies_valid_1d(mx.zeros((2, 100, 8)), nn.Conv1d(8, 60, 5))  # too few channels
+    assert not cpu_conv.applies_valid_1d(mx.zeros((2, 3, 60)), nn.Conv1d(60, 60, 5))  # shorter than the kernel
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the product is MKL's (the dev install has it here)")
+@pytest.mark.parametrize(("batch", "samples"), [(3, 50001), (2, 8001), (1, 281)])
+def test_sinc_conv1d_pooled_in_tiles_is_mlx_pooled_conv1d(batch, samples):
+    """SincNet's |conv| max-pooled by 3 a tile at a time (4,975 frames in tiles of 2,046, a partial last window
+    dropped): MLX's pool of |conv1d| bit for bit."""
+    rng = np.random.default_rng(samples)
+    conv = nn.Conv1d(1, 80, 251, stride=10, bias=False)
+    conv.weight = mx.array(rng.normal(0, 0.1, conv.weight.shape).astype(np.float32))
+    x = mx.array(rng.normal(0, 1, (batch, samples, 1)).astype(np.float32))
+    ours = np.array(cpu_conv.conv1d(x, conv.weight, 10, pool=3))
+    theirs = np.array(nn.MaxPool1d(3, stride=3)(mx.abs(conv(x))))
+    assert ours.shape == theirs.shape == (batch, ((samples - 251) // 10 + 1) // 3, 80)
+    np.testing.assert_array_equal(ours, theirs)
