@@ -8,8 +8,6 @@ that tap's (out, in) weights, summed into the output; rows that straddle a padde
 positions that are dropped. Measured on this 2-core machine (64 channels, 3 x 3, 8 x 500 x 40): 150 to
 180 ms against MLX's conv2d 410 to 443 (PyTorch, 2 threads: 77), closer to float64 than either.
 
-SincNet's other convolutions (stride 1, no padding) are those taps one row high, the edges dropped.
-
 A one-channel strided conv1d (SincNet's sinc filters) is MLX's own product, a tile of frames at a time:
 MLX unfolds the whole input first (128 MB at 8 windows of 10 s), here each tile of frames is copied to a
 cache-sized buffer and multiplied, the same sums bit for bit in half the time (174 -> 86 ms at 8 x 10 s).
@@ -111,25 +109,3 @@ def conv1d(x: mx.array, weight: mx.array, stride: int, pool: int = 1) -> mx.arra
 
     cpu_blas.in_threads(tiles_of, len(tiles))
     return mx.array(out)
-
-
-def applies_valid_1d(x: mx.array, conv: nn.Conv1d) -> bool:
-    """On the CPU with MKL loaded, float32 (batch, time, in), stride 1, no padding, an odd kernel, MIN_CHANNELS or more
-    (SincNet's second and third convolutions)."""
-    weight = conv.weight
-    return (
-        on_mkl_cpu()
-        and x.dtype == weight.dtype == mx.float32
-        and x.ndim == 3
-        and x.shape[1] >= weight.shape[1]
-        and (conv.stride, conv.padding, conv.dilation, conv.groups) == (1, 0, 1, 1)
-        and weight.shape[1] % 2 == 1
-        and weight.shape[-1] >= MIN_CHANNELS
-    )
-
-
-def conv1d_valid(x: mx.array, conv: nn.Conv1d) -> mx.array:
-    """conv(x) for a stride-1 unpadded conv1d: the taps of a size-keeping conv2d one row high, its edges dropped."""
-    half, steps = conv.weight.shape[1] // 2, x.shape[1]
-    outputs = conv2d(x[:, None], conv.weight[:, None])[:, 0, half : steps - half]
-    return outputs + conv.bias if "bias" in conv else outputs

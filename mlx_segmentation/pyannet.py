@@ -155,8 +155,6 @@ class SincNet(nn.Module):
             pooled = parts(cpu_conv.conv1d(inputs, conv.weight, conv.stride, pool=POOL))
         elif c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(conv(inputs), self.pool1d[c], POOL))
-        elif cpu_conv.applies_valid_1d(inputs, conv):
-            pooled = self.pool1d[c](cpu_conv.conv1d_valid(inputs, conv))
         else:
             pooled = self.pool1d[c](conv(inputs))
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)

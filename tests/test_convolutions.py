@@ -217,38 +217,6 @@ def test_the_threads_knob(value, expected, monkeypatch):
     assert cpu_blas.threads() == (expected or len(os.sched_getaffinity(0)))
 
 
-@pytest.mark.skipif(cpu_blas.loaded is None, reason="the taps' products need MKL (the dev install has it here)")
-@pytest.mark.parametrize(
-    ("batch", "steps", "channels", "out_channels", "kernel"), [(3, 2658, 80, 60, 5), (2, 37, 16, 7, 3)]
-)
-def test_sincnet_conv1d_by_taps_equals_float64(batch, steps, channels, out_channels, kernel):
-    """SincNet's stride-1 unpadded convolutions (with their bias) by the taps: against float64, as close as MLX's
-    conv1d or closer."""
-    rng = np.random.default_rng(steps)
-    conv = nn.Conv1d(channels, out_channels, kernel)
-    conv.weight = mx.array(rng.normal(0, 0.1, conv.weight.shape).astype(np.float32))
-    conv.bias = mx.array(rng.normal(0, 0.1, conv.bias.shape).astype(np.float32))
-    x = mx.array(rng.normal(0, 1, (batch, steps, channels)).astype(np.float32))
-    assert cpu_conv.applies_valid_1d(x, conv)
-    inputs = torch.from_numpy(np.array(x)).double().permute(0, 2, 1)
-    weight = torch.from_numpy(np.array(conv.weight)).double().permute(0, 2, 1)
-    bias = torch.from_numpy(np.array(conv.bias)).double()
-    exact = torch.nn.functional.conv1d(inputs, weight, bias).permute(0, 2, 1).numpy()
-    ours, theirs = np.array(cpu_conv.conv1d_valid(x, conv)), np.array(conv(x))
-    assert ours.shape == exact.shape
-    assert np.abs(ours - exact).max() <= np.abs(theirs - exact).max() * 1.5
-
-
-def test_sincnet_conv1d_by_taps_applies_only_to_stride_1_without_padding():
-    x = mx.zeros((2, 100, 60))
-    assert cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5)) == (cpu_blas.loaded is not None)
-    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5, stride=2))
-    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 5, padding=2))
-    assert not cpu_conv.applies_valid_1d(x, nn.Conv1d(60, 60, 4))  # even kernel
-    assert not cpu_conv.applies_valid_1d(mx.zeros((2, 100, 8)), nn.Conv1d(8, 60, 5))  # too few channels
-    assert not cpu_conv.applies_valid_1d(mx.zeros((2, 3, 60)), nn.Conv1d(60, 60, 5))  # shorter than the kernel
-
-
 @pytest.mark.skipif(cpu_blas.loaded is None, reason="the product is MKL's (the dev install has it here)")
 @pytest.mark.parametrize(("batch", "samples"), [(3, 50001), (2, 8001), (1, 281)])
 def test_sinc_conv1d_pooled_in_tiles_is_mlx_pooled_conv1d(batch, samples):
