@@ -77,8 +77,10 @@ _pool: dict[int, ThreadPoolExecutor] = {}  # by thread count
 def in_threads(work: Callable[[int, int], None], total: int) -> None:
     """`work(start, stop)` over `total` rows, one contiguous range per thread, and wait for all.
 
-    Each range's products are the same calls on fewer rows (the same sums bit for bit, tested); ctypes lets go
-    of the GIL during each, so the threads compute at once. They hold no MLX state: MLX's streams are per thread.
+    Each range's products are the same calls on fewer rows: the same sums bit for bit in the tests and on the
+    ResNet at 10 s x 8, though MKL does not promise it (a row's last bits may depend on where it sits in a
+    product, docs/speed.md). ctypes lets go of the GIL during each, so the threads compute at once. They hold
+    no MLX state: MLX's streams are per thread.
     """
     count = min(threads(), total)
     if count <= 1:
