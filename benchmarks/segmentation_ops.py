@@ -12,8 +12,6 @@ output's scale, measured on the first windows.
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import mlx_segmentation  # noqa: F401
@@ -21,19 +19,15 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_segmentation import pyannet
+from speed import timed
 
 REPEATS = 10
 COMPARED = 2  # windows compared with float64 (on the host)
 
 
 def median_ms(function: Callable[[], mx.array]) -> float:
-    mx.eval(function())
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        mx.eval(function())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    """speed.py's median after a warm-up, in milliseconds, each call evaluated."""
+    return timed(lambda: mx.eval(function()), REPEATS) * 1000
 
 
 def relative(ours: mx.array, exact: np.ndarray) -> float:
