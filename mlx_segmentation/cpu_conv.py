@@ -96,16 +96,17 @@ def conv1d(x: mx.array, weight: mx.array, stride: int, pool: int = 1) -> mx.arra
     tiles = [(b, start) for b in range(batch) for start in range(0, count, size)]
 
     def tiles_of(first: int, last: int) -> None:
-        tile, product = np.empty((size, kernel), np.float32), np.empty((size, out_channels), np.float32)
+        tile = np.empty((size, kernel), np.float32)
+        product = np.empty((size, out_channels), np.float32) if pool > 1 else None  # the tile's, before pooling
         for b, start in tiles[first:last]:
-            stop = min(start + size, count)
-            np.copyto(tile[: stop - start], frames[b, start:stop])
-            if pool == 1:
-                cpu_blas.sgemm_nt(tile[: stop - start], filters, out[b, start:stop], beta=0.0)
+            rows = min(start + size, count) - start
+            np.copyto(tile[:rows], frames[b, start : start + rows])
+            if product is None:
+                cpu_blas.sgemm_nt(tile[:rows], filters, out[b, start : start + rows], beta=0.0)
                 continue
-            cpu_blas.sgemm_nt(tile[: stop - start], filters, product[: stop - start], beta=0.0)
-            windows = np.abs(product[: stop - start]).reshape(-1, pool, out_channels)
-            np.max(windows, axis=1, out=out[b, start // pool : stop // pool])
+            cpu_blas.sgemm_nt(tile[:rows], filters, product[:rows], beta=0.0)
+            windows = np.abs(product[:rows]).reshape(-1, pool, out_channels)
+            np.max(windows, axis=1, out=out[b, start // pool : (start + rows) // pool])
 
     cpu_blas.in_threads(tiles_of, len(tiles))
     return mx.array(out)
