@@ -74,15 +74,20 @@ def threads() -> int:
 _pool: dict[int, ThreadPoolExecutor] = {}  # by thread count
 
 
-def in_threads(work: Callable[[int, int], None], total: int) -> None:
-    """`work(start, stop)` over `total` rows, one contiguous range per thread, and wait for all.
+# MKL multiplies products of fewer rows otherwise (2 to 15 rows here, or 1: other sums, other last bits); from 16
+# rows on, a row's sums are the same wherever it sits and however many rows share the product (docs/speed.md).
+MIN_ROWS = 64
 
-    Each range's products are the same calls on fewer rows: the same sums bit for bit in the tests and on the
-    ResNet at 10 s x 8, though MKL does not promise it (a row's last bits may depend on where it sits in a
-    product, docs/speed.md). ctypes lets go of the GIL during each, so the threads compute at once. They hold
-    no MLX state: MLX's streams are per thread.
+
+def in_threads(work: Callable[[int, int], None], total: int, least: int = 1) -> None:
+    """`work(start, stop)` over `total` rows, one contiguous range per thread, each at least `least` rows (fewer
+    threads if need be), and wait for all.
+
+    Ranges of `MIN_ROWS` or more give products the same sums bit for bit as one product of every row. ctypes
+    lets go of the GIL during each product, so the threads compute at once. They hold no MLX state: MLX's
+    streams are per thread.
     """
-    count = min(threads(), total)
+    count = max(1, min(threads(), total // max(least, 1)))
     if count <= 1:
         return work(0, total)
     pool = _pool.setdefault(count, ThreadPoolExecutor(count, thread_name_prefix="mlx-segmentation-cpu"))
@@ -114,3 +119,16 @@ def sgemm_nt(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float) -> None:
         _sgemm.restype = None
     row_major, no_transpose, transpose = 101, 111, 112
     _sgemm(row_major, no_transpose, transpose, m, n, k, 1.0, a.ctypes.data, k, b.ctypes.data, k, beta, c.ctypes.data, n)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """x @ weight.T + bias for x (rows, in), weight (out, in), bias (out,), into `out` if given (rows, out); the
+    rows shared among the threads."""
+    out = np.empty((x.shape[0], weight.shape[0]), np.float32) if out is None else out
+    out[...] = bias
+
+    def rows_of(start: int, stop: int) -> None:
+        sgemm_nt(x[start:stop], weight, out[start:stop], beta=1.0)
+
+    in_threads(rows_of, x.shape[0], least=MIN_ROWS)
+    return out

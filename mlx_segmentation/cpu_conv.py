@@ -66,45 +66,57 @@ def conv2d(x: mx.array, weight: mx.array) -> mx.array:
                 rows = padded[shift + start : shift + stop]
                 cpu_blas.sgemm_nt(rows, taps[dy, dx], out[start:stop], beta=0.0 if first else 1.0)
 
-    cpu_blas.in_threads(rows_of, positions)
+    cpu_blas.in_threads(rows_of, positions, least=cpu_blas.MIN_ROWS)
     return mx.array(out.reshape(batch, rows, columns, out_channels)[:, :height, :width])
 
 
 def applies_1d(x: mx.array, conv: nn.Conv1d) -> bool:
-    """On the CPU with MKL loaded, float32, one input channel (batch, samples, 1), no padding, dilation or bias."""
+    """On the CPU with MKL loaded, float32 (batch, samples, channels), no padding or dilation, one group."""
     weight = conv.weight
     return (
         on_mkl_cpu()
         and x.dtype == weight.dtype == mx.float32
         and x.ndim == 3
-        and x.shape[-1] == weight.shape[-1] == 1
+        and x.shape[-1] == weight.shape[-1]
         and x.shape[1] >= weight.shape[1]
         and (conv.padding, conv.dilation, conv.groups) == (0, 1, 1)
-        and "bias" not in conv
     )
 
 
 def conv1d(x: mx.array, weight: mx.array, stride: int, pool: int = 1) -> mx.array:
-    """mx.conv1d(x, weight, stride) for one input channel, bit for bit, `FRAMES_PER_TILE` frames per product; with
-    `pool` > 1, max-pooled |conv1d| (windows of `pool` frames, the last partial one dropped) tile by tile instead."""
-    samples = np.asarray(x)[..., 0]
-    filters = np.ascontiguousarray(np.asarray(weight)[..., 0])  # (out, kernel)
-    batch, kernel, out_channels = samples.shape[0], filters.shape[1], filters.shape[0]
-    frames = sliding_window_view(samples, kernel, axis=1)[:, ::stride]  # (batch, frames, kernel), a view
+    """mx.conv1d(x, weight, stride) (no bias), `FRAMES_PER_TILE` frames per product (a short last tile joined to the
+    one before); with `pool` > 1, max-pooled |conv1d| (windows of `pool` frames, the last partial one dropped) tile
+    by tile instead.
+
+    x is (batch, samples, in), weight (out, kernel, in): each frame's (kernel, in) values in one row, as MLX unfolds,
+    so MLX's sums bit for bit wherever MLX's product and each window's have `cpu_blas.MIN_ROWS` frames or more.
+    """
+    samples = np.asarray(x)
+    batch, out_channels = samples.shape[0], weight.shape[0]
+    filters = np.asarray(weight).reshape(out_channels, -1)  # (out, kernel x in)
+    kernel = weight.shape[1]
+    # (batch, frames, in, kernel) views, read as (batch, frames, kernel, in)
+    frames = sliding_window_view(samples, kernel, axis=1)[:, ::stride].transpose(0, 1, 3, 2)
     count, size = frames.shape[1] // pool * pool, FRAMES_PER_TILE // pool * pool  # tiles whole pooling windows
     out = np.empty((batch, count // pool, out_channels), np.float32)
-    tiles = [(b, start) for b in range(batch) for start in range(0, count, size)]
+    starts = list(range(0, count, size))
+    if len(starts) > 1 and count - starts[-1] < cpu_blas.MIN_ROWS:  # a short last tile joins the one before
+        starts.pop()
+    bounds = list(zip(starts, starts[1:] + [count]))
+    tiles = [(b, start, stop) for b in range(batch) for start, stop in bounds]
+    largest = max((stop - start for start, stop in bounds), default=0)
 
     def tiles_of(first: int, last: int) -> None:
-        tile = np.empty((size, kernel), np.float32)
-        product = np.empty((size, out_channels), np.float32) if pool > 1 else None  # the tile's, before pooling
-        for b, start in tiles[first:last]:
-            rows = min(start + size, count) - start
+        tile = np.empty((largest, *frames.shape[2:]), np.float32)
+        rows_of = tile.reshape(largest, -1)
+        product = np.empty((largest, out_channels), np.float32) if pool > 1 else None  # the tile's, before pooling
+        for b, start, stop in tiles[first:last]:
+            rows = stop - start
             np.copyto(tile[:rows], frames[b, start : start + rows])
             if product is None:
-                cpu_blas.sgemm_nt(tile[:rows], filters, out[b, start : start + rows], beta=0.0)
+                cpu_blas.sgemm_nt(rows_of[:rows], filters, out[b, start : start + rows], beta=0.0)
                 continue
-            cpu_blas.sgemm_nt(tile[:rows], filters, product[:rows], beta=0.0)
+            cpu_blas.sgemm_nt(rows_of[:rows], filters, product[:rows], beta=0.0)
             windows = np.abs(product[:rows]).reshape(-1, pool, out_channels)
             np.max(windows, axis=1, out=out[b, start // pool : (start + rows) // pool])
 

@@ -11,8 +11,9 @@ from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
-from . import cpu_conv, recurrence
+from . import cpu_blas, cpu_conv, recurrence
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
@@ -151,12 +152,14 @@ class SincNet(nn.Module):
     def stage(self, c: int, inputs: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
         conv = self.conv1d[c]
-        if c == 0 and cpu_conv.applies_1d(inputs, conv):  # |conv| max-pooled a tile at a time on the CPU's cores
+        on_cpu = cpu_conv.applies_1d(inputs, conv)  # a tile of frames at a time on the CPU's cores
+        if c == 0 and on_cpu:  # the sinc filters' |output| max-pooled in the tiles
             pooled = parts(cpu_conv.conv1d(inputs, conv.weight, conv.stride, pool=POOL))
         elif c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(conv(inputs), self.pool1d[c], POOL))
         else:
-            pooled = self.pool1d[c](conv(inputs))
+            convolved = cpu_conv.conv1d(inputs, conv.weight, conv.stride) + conv.bias if on_cpu else conv(inputs)
+            pooled = self.pool1d[c](convolved)
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array, parts: Parts = WHOLE) -> mx.array:
@@ -206,7 +209,7 @@ class LSTMLayer(nn.Module):
             h, c = state
         count = -(-steps * num_directions * batch * 4 * self.hidden_size // LSTM_PART_VALUES)
         if count <= 1:
-            outputs, h, c = recurrence.run(self.project(x[None]), self.Wh, h, c)
+            outputs, h, c = self.recur(x[None], h, c)
             return outputs, (h, c)
         span = -(-steps // count)  # stretches of equal length, the last one shorter
         stretches = []
@@ -214,13 +217,25 @@ class LSTMLayer(nn.Module):
             stop = min(start + span, steps)
             # the reverse direction starts from the last step: its stretch is the mirrored one
             inputs = [x[:, start:stop], x[:, steps - stop : steps - start]][:num_directions]
-            outputs, h, c = recurrence.run(self.project(mx.stack(inputs)), self.Wh, h, c)
+            outputs, h, c = self.recur(mx.stack(inputs), h, c)
             stretches.append(parts(outputs))
         forward = mx.concatenate([s[..., : self.hidden_size] for s in stretches], axis=1)
         if num_directions == 1:
             return forward, (h, c)
         backward = mx.concatenate([s[..., self.hidden_size :] for s in reversed(stretches)], axis=1)
         return mx.concatenate([forward, backward], axis=-1), (h, c)
+
+    def recur(self, inputs: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
+        """`recurrence.run` over the projections of (1 or directions, batch, time, input); on the CPU with MKL in numpy
+        from the product on, its rows shared among the cores (MLX's addmm bit for bit, on one core)."""
+        if not (cpu_conv.on_mkl_cpu() and recurrence.numpy_applies(inputs.dtype)):
+            return recurrence.run(self.project(inputs), self.Wh, h, c)
+        x, weights, bias = np.ascontiguousarray(inputs), np.asarray(self.Wx), np.asarray(self.bias)
+        rows = x.reshape(len(x), -1, x.shape[-1])
+        projected = np.empty((len(weights), rows.shape[1], weights.shape[1]), np.float32)
+        for d in range(len(weights)):  # one input for every direction, or one each
+            cpu_blas.linear(rows[min(d, len(x) - 1)], weights[d], bias[d], out=projected[d])
+        return recurrence.run_numpy(projected.reshape(len(weights), *x.shape[1:3], -1), self.Wh, h, c)
 
     def project(self, inputs: mx.array) -> mx.array:
         """(directions, batch, time, input) -> the input projections (directions, batch, time, 4 * hidden)."""

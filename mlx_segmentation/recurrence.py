@@ -232,7 +232,7 @@ def run(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> tuple[mx
     if kernel_applies(Wh.shape[-1], projected.dtype):
         return _run_kernel(projected, Wh, h, c, gpu_backend())
     if numpy_applies(projected.dtype):
-        return _run_numpy(projected, Wh, h, c)
+        return run_numpy(projected, Wh, h, c)
     return _run_portable(projected, Wh, h, c)
 
 
@@ -240,20 +240,24 @@ def numpy_applies(dtype: mx.Dtype) -> bool:
     return KERNEL_ENABLED and mx.default_device().type == mx.DeviceType.cpu and dtype == mx.float32
 
 
-def _run_numpy(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-    """The recurrence in numpy, in place on preallocated buffers (no copy of the inputs)."""
+def run_numpy(
+    projected: mx.array | np.ndarray, Wh: mx.array, h: mx.array, c: mx.array
+) -> tuple[mx.array, mx.array, mx.array]:
+    """`run` in numpy, in place on preallocated buffers (no copy of the inputs); each step's h is written where the
+    next step reads it, in step order, and laid out as `run`'s outputs at the end."""
     directions, batch, steps, gates_size = projected.shape
     hidden = gates_size // 4
     inputs = np.asarray(projected, dtype=np.float32)
     weights = np.ascontiguousarray(np.asarray(Wh, dtype=np.float32).transpose(0, 2, 1))  # (D, H, 4H)
-    h, c = np.array(h, dtype=np.float32), np.array(c, dtype=np.float32)
-    outputs = np.empty((batch, steps, directions * hidden), dtype=np.float32)
+    states = np.empty((steps + 1, directions, batch, hidden), np.float32)  # h before each step, and the last
+    states[0] = np.asarray(h, dtype=np.float32)
+    c = np.array(c, dtype=np.float32)
     gates, g, cell = np.empty((directions, batch, gates_size), np.float32), np.empty_like(c), np.empty_like(c)
     i, f, o = gates[..., :hidden], gates[..., hidden : 2 * hidden], gates[..., 3 * hidden :]
     with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives sigmoid 0, as it should
         for step in range(steps):
-            times = (step, steps - 1 - step)  # the reverse direction reads and writes time backwards
-            np.matmul(h, weights, out=gates)
+            times = (step, steps - 1 - step)  # the reverse direction reads time backwards
+            np.matmul(states[step], weights, out=gates)
             for d in range(directions):
                 gates[d] += inputs[d, :, times[d]]
             np.tanh(gates[..., 2 * hidden : 3 * hidden], out=g)
@@ -265,10 +269,12 @@ def _run_numpy(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> t
             np.multiply(i, g, out=cell)
             c += cell
             np.tanh(c, out=cell)
-            np.multiply(o, cell, out=h)
-            for d in range(directions):
-                outputs[:, times[d], d * hidden : (d + 1) * hidden] = h[d]
-    return mx.array(outputs), mx.array(h), mx.array(c)
+            np.multiply(o, cell, out=states[step + 1])
+    outputs = np.empty((batch, steps, directions * hidden), dtype=np.float32)
+    outputs[:, :, :hidden] = states[1:, 0].transpose(1, 0, 2)
+    if directions == 2:  # the reverse direction's step s is time steps - 1 - s
+        outputs[:, :, hidden:] = states[:0:-1, 1].transpose(1, 0, 2)
+    return mx.array(outputs), mx.array(states[steps]), mx.array(c)
 
 
 def _run_portable(projected: mx.array, Wh: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:

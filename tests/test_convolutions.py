@@ -1,6 +1,6 @@
 """Convolutions computed otherwise than by MLX's conv: the WeSpeaker ResNet's as matrix products (the CUDA route,
-the CPU's taps) against MLX's conv2d and float64, SincNet's one-channel conv1d in tiles on the CPU against MLX's
-conv1d. The whole models through these routes are compared with pyannote.audio in tests/test_embedding.py and
+the CPU's taps) against MLX's conv2d and float64, SincNet's conv1d in tiles and the LSTM's projections in threads on
+the CPU against MLX's conv1d and addmm. The whole models through these routes are compared with pyannote.audio in tests/test_embedding.py and
 the checks."""
 
 import mlx.core as mx
@@ -157,20 +157,57 @@ def test_sinc_conv1d_in_tiles_is_mlx_conv1d(batch, samples, kernel, stride, exac
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
 
 
-def test_sinc_conv1d_in_tiles_applies_only_to_one_channel_without_padding_or_bias():
+def test_conv1d_in_tiles_applies_only_without_padding_or_dilation():
     x = mx.zeros((2, 1000, 1))
     assert cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, stride=10, bias=False)) == (cpu_blas.loaded is not None)
-    assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, bias=True))
+    assert cpu_conv.applies_1d(mx.zeros((2, 1000, 4)), nn.Conv1d(4, 8, 5)) == (cpu_blas.loaded is not None)
     assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, padding=2, bias=False))
-    assert not cpu_conv.applies_1d(mx.zeros((2, 1000, 4)), nn.Conv1d(4, 8, 5, bias=False))
+    assert not cpu_conv.applies_1d(x, nn.Conv1d(1, 8, 31, dilation=2, bias=False))
+    assert not cpu_conv.applies_1d(mx.zeros((2, 1000, 3)), nn.Conv1d(4, 8, 5))  # channels that do not match
     assert not cpu_conv.applies_1d(mx.zeros((2, 20, 1)), nn.Conv1d(1, 8, 31, bias=False))  # shorter than the kernel
+    assert not cpu_conv.applies_1d(mx.zeros((2, 1000, 4), mx.float16), nn.Conv1d(4, 8, 5))
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the tiles' products need MKL (the dev install has it here)")
+@pytest.mark.parametrize(
+    ("batch", "frames", "channels", "exact"),
+    [(3, 1777, 80, True), (2, 590, 60, True), (1, 70, 60, True), (2, 5, 80, False)],
+)
+def test_conv1d_of_channels_in_tiles_is_mlx_conv1d(batch, frames, channels, exact, monkeypatch):
+    """SincNet's second and third convolutions (5 taps of 80 or 60 channels), a tile of frames at a time (tiles of
+    64 here, a short last one joined to the one before: MKL sums products of a few rows otherwise): MLX's own
+    conv1d bit for bit, each frame's taps and channels unfolded as MLX does; one frame a window, to rounding."""
+    monkeypatch.setattr(cpu_conv, "FRAMES_PER_TILE", 64)
+    rng = np.random.default_rng(frames)
+    weight = mx.array(rng.normal(0, 0.1, (60, 5, channels)).astype(np.float32))
+    x = mx.array(rng.normal(0, 1, (batch, frames, channels)).astype(np.float32))
+    ours = np.array(cpu_conv.conv1d(x, weight, 1))
+    theirs = np.array(mx.conv1d(x, weight))
+    assert ours.shape == theirs.shape == (batch, frames - 4, 60)
+    if exact:
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the product is MKL's (the dev install has it here)")
+@pytest.mark.parametrize("rows", [1, 7, 4712])
+def test_linear_in_threads_is_mlx_addmm(rows, monkeypatch):
+    """The LSTM's input projections, rows shared among threads: MLX's addmm bit for bit."""
+    monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "2")
+    rng = np.random.default_rng(rows)
+    x, weight, bias = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((rows, 256), (512, 256), (512,)))
+    theirs = np.array(mx.addmm(mx.array(bias), mx.array(x), mx.array(weight).T))
+    np.testing.assert_array_equal(cpu_blas.linear(x, weight, bias), theirs)
+    out = np.full((rows, 512), np.nan, np.float32)
+    assert cpu_blas.linear(x, weight, bias, out=out) is out
+    np.testing.assert_array_equal(out, theirs)
 
 
 @pytest.mark.skipif(cpu_blas.loaded is None, reason="the taps' products need MKL (the dev install has it here)")
 @pytest.mark.parametrize("threads", [2, 3])
 def test_products_in_threads_are_one_threads_bit_for_bit(threads, monkeypatch):
-    """The taps and the sinc filters' tiles shared among threads (each a range of rows): the same sums as on one
-    thread, every thread given work."""
+    """The taps, the conv1d tiles and the linear products shared among threads (each a range of rows): the same sums
+    as on one thread, every thread given work."""
     import threading
 
     rng = np.random.default_rng(threads)
@@ -178,6 +215,8 @@ def test_products_in_threads_are_one_threads_bit_for_bit(threads, monkeypatch):
     weight = mx.array(rng.normal(0, 0.1, (24, 3, 3, 32)).astype(np.float32))
     samples = mx.array(rng.normal(0, 1, (3, 4001, 1)).astype(np.float32))
     filters = mx.array(rng.normal(0, 0.1, (80, 251, 1)).astype(np.float32))
+    frames, taps = (mx.array(rng.normal(0, 1, shape).astype(np.float32)) for shape in ((2, 300, 80), (60, 5, 80)))
+    rows, projection, bias = (rng.normal(0, 1, shape).astype(np.float32) for shape in ((200, 60), (512, 60), (512,)))
     monkeypatch.setattr(cpu_conv, "FRAMES_PER_TILE", 64)  # 6 tiles per window
     product, callers = cpu_blas.sgemm_nt, set()
 
@@ -190,7 +229,12 @@ def test_products_in_threads_are_one_threads_bit_for_bit(threads, monkeypatch):
     for count in (1, threads):
         monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, str(count))
         callers.clear()
-        results[count] = [np.array(cpu_conv.conv2d(image, weight)), np.array(cpu_conv.conv1d(samples, filters, 10))]
+        results[count] = [
+            np.array(cpu_conv.conv2d(image, weight)),
+            np.array(cpu_conv.conv1d(samples, filters, 10)),
+            np.array(cpu_conv.conv1d(frames, taps, 1)),
+            cpu_blas.linear(rows, projection, bias),
+        ]
         assert len(callers) == count
     for one, many in zip(results[1], results[threads]):
         np.testing.assert_array_equal(one, many)
@@ -206,6 +250,17 @@ def test_in_threads_gives_every_row_to_one_thread(total, monkeypatch):
 
     cpu_blas.in_threads(work, total)
     assert (seen == 1).all()
+
+
+@pytest.mark.parametrize(("total", "least", "ranges"), [(100, 64, 1), (127, 64, 1), (128, 64, 2), (1000, 64, 3), (0, 64, 1)])
+def test_in_threads_gives_each_thread_at_least_its_least(total, least, ranges, monkeypatch):
+    """Products of `MIN_ROWS` rows or more: fewer threads rather than shorter ranges."""
+    monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "3")
+    seen = []
+    cpu_blas.in_threads(lambda start, stop: seen.append((start, stop)), total, least=least)
+    assert len(seen) == ranges
+    assert sorted(seen)[0][0] == 0 and sorted(seen)[-1][1] == total
+    assert all(stop - start >= least for start, stop in seen) or ranges == 1
 
 
 @pytest.mark.parametrize(("value", "expected"), [("4", 4), ("1", 1), ("0", None), ("two", None), ("", None)])

@@ -24,7 +24,7 @@ def test_numpy_loop_equals_the_mlx_loop(directions: int, batch: int):
     Wh = mx.array(rng.normal(0, 0.3, (directions, 4 * hidden, hidden)).astype(np.float32))
     h = mx.array(rng.normal(0, 1, (directions, batch, hidden)).astype(np.float32))
     c = mx.array(rng.normal(0, 1, (directions, batch, hidden)).astype(np.float32))
-    ours = recurrence._run_numpy(projected, Wh, h, c)
+    ours = recurrence.run_numpy(projected, Wh, h, c)
     portable = recurrence._run_portable(projected, Wh, h, c)
     assert ours[0].shape == (batch, steps, directions * hidden)
     for a, b in zip(ours, portable, strict=True):

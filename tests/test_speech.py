@@ -23,6 +23,7 @@ from checks.audio import long_recording, read_mono, sample_wav
 from checks.pipeline import annotation, pipeline_check, pyannote_speech
 from converter.families import model_config
 from converter.reader import read_checkpoint
+from mlx_segmentation import cpu_blas
 from mlx_segmentation.audio import AudioError, open_audio
 from mlx_segmentation.binarize import MULTILABEL_SPEECH, BinarizeParams, binarize, default_speech_params
 from mlx_segmentation.inference import model_windows, segment, window_outputs
@@ -210,6 +211,26 @@ def test_forward_in_parts_equals_queued_whole(name, models):
     np.testing.assert_array_equal(np.array(model(second, parts=shared)), whole[1])
     assert len(shared.queued) == 4  # the second forward's last parts, still in flight when it returned
     np.testing.assert_array_equal(np.array(model(first)), whole[0])  # the default: parts of the call's own
+
+
+@pytest.mark.skipif(cpu_blas.loaded is None, reason="the CPU's routes need MKL (the dev install has it here)")
+@pytest.mark.parametrize("name", MODELS)
+def test_the_cpus_routes_compute_mlxs_forward_bit_for_bit(name, models, monkeypatch):
+    """On a CPU with MKL, SincNet's convolutions (in tiles of frames) and the LSTM's input projections (in ranges
+    of rows, on every core) are MLX's own products: the forward is the one MLX's routes give, bit for bit, on
+    speech and on a zero-padded window."""
+    from mlx_segmentation import cpu_conv
+
+    model, _ = models[name]
+    speech, rate = read_mono(sample_wav())
+    size = int(model.specifications.duration * rate)
+    padded = np.zeros(size, np.float32)
+    padded[: size // 3] = speech[:size // 3]
+    x = mx.array(np.stack([speech[:size], speech[9000 : 9000 + size], padded]))
+    monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "2")
+    ours = np.array(model(x))
+    monkeypatch.setattr(cpu_conv, "on_mkl_cpu", lambda: False)
+    np.testing.assert_array_equal(ours, np.array(model(x)))
 
 
 def test_forward_in_parts_holds_less_memory(models, monkeypatch):
