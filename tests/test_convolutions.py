@@ -1,7 +1,7 @@
 """Convolutions computed otherwise than by MLX's conv: the WeSpeaker ResNet's as matrix products (the CUDA route,
-the CPU's taps) against MLX's conv2d and float64, SincNet's conv1d in tiles and the LSTM's projections in threads on
-the CPU against MLX's conv1d and addmm. The whole models through these routes are compared with pyannote.audio in tests/test_embedding.py and
-the checks."""
+the CPU's taps) against MLX's conv2d and float64, SincNet's conv1d in tiles and the LSTM's projections in threads
+on the CPU against MLX's conv1d and addmm. The whole models through these routes are compared with pyannote.audio
+in tests/test_embedding.py and the checks."""
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -252,7 +252,9 @@ def test_in_threads_gives_every_row_to_one_thread(total, monkeypatch):
     assert (seen == 1).all()
 
 
-@pytest.mark.parametrize(("total", "least", "ranges"), [(100, 64, 1), (127, 64, 1), (128, 64, 2), (1000, 64, 3), (0, 64, 1)])
+@pytest.mark.parametrize(
+    ("total", "least", "ranges"), [(100, 64, 1), (127, 64, 1), (128, 64, 2), (1000, 64, 3), (0, 64, 1)]
+)
 def test_in_threads_gives_each_thread_at_least_its_least(total, least, ranges, monkeypatch):
     """Products of `MIN_ROWS` rows or more: fewer threads rather than shorter ranges."""
     monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "3")

@@ -225,7 +225,7 @@ def test_the_cpus_routes_compute_mlxs_forward_bit_for_bit(name, models, monkeypa
     speech, rate = read_mono(sample_wav())
     size = int(model.specifications.duration * rate)
     padded = np.zeros(size, np.float32)
-    padded[: size // 3] = speech[:size // 3]
+    padded[: size // 3] = speech[: size // 3]
     x = mx.array(np.stack([speech[:size], speech[9000 : 9000 + size], padded]))
     monkeypatch.setenv(cpu_blas.THREADS_VARIABLE, "2")
     ours = np.array(model(x))
