@@ -371,7 +371,7 @@ def main() -> None:
     results: dict[str, Any] = {
         **bench.environment(args),
         "settings_note": "SEGxEMB: our segmentation_batch_size x embedding_batch_size (pyannote's stay 32 x 32); "
-        "embeddings run embedding_batch_size // 3 windows per forward (3 local speakers)",
+        "embeddings run embedding_batch_size windows per forward (embedding_batch_size // 3 before 2026-11-27)",
         "skipped": [],
         "settings": [],
     }

@@ -51,6 +51,7 @@ CLUSTERINGS = {
     "community-1": ("VBxClustering", {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}),
 }
 BOUNDS = {"free": (None, None, None), "two": (2, None, None), "two to three": (None, 2, 3)}
+EMBED_WINDOWS = pipeline_module.embed_windows  # before `embed_once` caches it
 
 
 def config(name: str) -> DiarizationConfig:
@@ -311,6 +312,37 @@ def test_minutes_of_a_meeting_equal_pyannote(models, tmp_path, name):
     assert check.duration >= 180.0 and check.passed
     assert check.clusters_on_their_embeddings_equal and check.partition_equal
     assert check.reconstruction_on_their_clusters_equal and check.der_vs_pyannote <= 0.001
+
+
+def test_each_forward_embeds_embedding_batch_size_windows(models, monkeypatch):
+    """pyannote's ResNet takes `embedding_batch_size` copies of windows per forward (one per speaker); ours as
+    many windows, each with all its speakers' masks; the embeddings do not depend on the batch."""
+    pipeline = ours(models, "3.1")
+    speech, rate = read_mono(sample_wav())
+    speech = speech[: 14 * rate]  # 5 windows of 10 s
+
+    def audio():
+        return open_audio(speech, rate, source_rate=rate)
+
+    segmentations = segment_windows(pipeline.segmentation, audio(), pipeline.config)
+    masks = pipeline.masks(segmentations.binarized, segmentations.chunks)
+    model, forwards = pipeline.embedding, []
+    call = type(model).__call__
+
+    def counted(self, waveforms, weights=None, **options):
+        forwards.append((waveforms.shape[0], weights.shape[:2]))
+        return call(self, waveforms, weights, **options)
+
+    monkeypatch.setattr(type(model), "__call__", counted)
+    embeddings = {}
+    for batch in (2, 5):
+        forwards.clear()
+        config = pipeline.config.model_copy(update={"embedding_batch_size": batch})
+        embeddings[batch] = EMBED_WINDOWS(model, audio(), pipeline.segmentation, masks, config)
+        sizes = [2, 2, 1] if batch == 2 else [5]
+        assert forwards == [(size, (size, masks.shape[1])) for size in sizes]
+    assert len(masks) == 5 and embeddings[2].shape == (5, masks.shape[1], model.dimension)
+    np.testing.assert_array_equal(embeddings[2], embeddings[5])
 
 
 def test_silence_is_nobody(models):
