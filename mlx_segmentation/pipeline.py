@@ -100,9 +100,8 @@ def embed_windows(
     batch (an hour on an H100: 9.8 s and 1.6 GiB, against 10.9 s and 0.85 GiB at a third of it;
     pyannote 1.6 GiB; benchmarks/results/h100_nov27_diarization_batches.json).
     """
-    num_windows, _, _ = masks.shape
+    num_windows = len(masks)
     sliding = model_windows(segmentation, source, config.segmentation_step * segmentation.specifications.duration)
-    windows_per_batch = config.embedding_batch_size
     done = 0
 
     def forward(batch: WindowBatch) -> mx.array:
@@ -112,7 +111,7 @@ def embed_windows(
         return model(sliding.windows(batch), weights).astype(mx.float32)
 
     embeddings = []
-    for batch, outputs in slide(sliding, source.blocks(), forward, windows_per_batch):
+    for batch, outputs in slide(sliding, source.blocks(), forward, config.embedding_batch_size):
         embeddings.append(outputs)
         if progress is not None:
             progress("embeddings", batch.count)

@@ -226,8 +226,8 @@ class LSTMLayer(nn.Module):
         return mx.concatenate([forward, backward], axis=-1), (h, c)
 
     def recur(self, inputs: mx.array, h: mx.array, c: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        """`recurrence.run` over the projections of (1 or directions, batch, time, input); on the CPU with MKL in numpy
-        from the product on, its rows shared among the cores (MLX's addmm bit for bit, on one core)."""
+        """`recurrence.run` over the projections of (1 or directions, batch, time, input); on the CPU with MKL, numpy
+        from the product on, its rows shared among the cores (the same sums as MLX's addmm, which runs on one)."""
         if not (cpu_conv.on_mkl_cpu() and recurrence.numpy_applies(inputs.dtype)):
             return recurrence.run(self.project(inputs), self.Wh, h, c)
         x, weights, bias = np.ascontiguousarray(inputs), np.asarray(self.Wx), np.asarray(self.bias)
