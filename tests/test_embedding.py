@@ -184,6 +184,28 @@ def test_resnet_in_parts_equals_queued_whole(wespeaker_converted):
             np.testing.assert_array_equal(np.array(model(waveforms, *extra, parts=parts)), whole)
 
 
+def test_batch_norm_and_relu_in_one_kernel_is_mlxs_arithmetic(wespeaker_converted, monkeypatch):
+    """Each batch norm and ReLU (and the residual sum) as one compiled kernel, as it runs on a GPU, forced here on
+    the CPU: the embeddings MLX's separate operations give, bit for bit (on CUDA the compiled kernel may round a
+    product and sum as one, a few last bits: the GPU checks pass, docs/speed.md)."""
+    from mlx_segmentation import recurrence
+
+    model = mlx_segmentation.load(wespeaker_converted)
+    bn = model.resnet.layer1[0].bn1
+    assert not wespeaker.fused(bn)  # no GPU here
+    monkeypatch.setattr(recurrence, "gpu_backend", lambda: "cuda")
+    assert wespeaker.fused(bn)
+    bn.train()
+    assert not wespeaker.fused(bn)  # training mode normalises with the batch's statistics: MLX's own BatchNorm
+    bn.eval()
+    monkeypatch.undo()
+    waveforms = mx.array(speech_segments(2.0, 3))
+    weights = mx.array(np.random.default_rng(3).random((3, 2, 40)).astype(np.float32))
+    separate = np.array(model(waveforms, weights))
+    monkeypatch.setattr(wespeaker, "fused", lambda bn: True)
+    np.testing.assert_array_equal(np.array(model(waveforms, weights)), separate)
+
+
 def test_too_short_input_is_refused(wespeaker_converted):
     model = mlx_segmentation.load(wespeaker_converted)
     with pytest.raises(ValueError, match="too short"):
