@@ -82,7 +82,8 @@ def _batch_norm_add_relu(x, mean, var, weight, bias, eps, shortcut):
 
 
 def fused(bn: nn.BatchNorm) -> bool:
-    """Whether `batch_norm_relu` runs as one compiled kernel: on a GPU, in eval mode."""
+    """Whether `batch_norm_relu` runs as one compiled kernel: on a GPU (MLX's compiled CPU kernel is slower than its
+    separate operations there), in eval mode."""
     return recurrence.gpu_backend() is not None and not bn.training
 
 
