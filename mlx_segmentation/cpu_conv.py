@@ -112,13 +112,13 @@ def conv1d(x: mx.array, weight: mx.array, stride: int, pool: int = 1) -> mx.arra
         product = np.empty((largest, out_channels), np.float32) if pool > 1 else None  # the tile's, before pooling
         for b, start, stop in tiles[first:last]:
             rows = stop - start
-            np.copyto(tile[:rows], frames[b, start : start + rows])
+            np.copyto(tile[:rows], frames[b, start:stop])
             if product is None:
-                cpu_blas.sgemm_nt(rows_of[:rows], filters, out[b, start : start + rows], beta=0.0)
+                cpu_blas.sgemm_nt(rows_of[:rows], filters, out[b, start:stop], beta=0.0)
                 continue
             cpu_blas.sgemm_nt(rows_of[:rows], filters, product[:rows], beta=0.0)
             windows = np.abs(product[:rows]).reshape(-1, pool, out_channels)
-            np.max(windows, axis=1, out=out[b, start // pool : (start + rows) // pool])
+            np.max(windows, axis=1, out=out[b, start // pool : stop // pool])
 
     cpu_blas.in_threads(tiles_of, len(tiles))
     return mx.array(out)
