@@ -76,8 +76,10 @@ def _open_file(path: Path, sample_rate: int) -> AudioSource:
 def _open_array(array: np.ndarray, source_rate: int, sample_rate: int) -> AudioSource:
     if array.ndim not in (1, 2) or array.size == 0:
         raise AudioError(f"audio array shaped {array.shape}: expected a non-empty (samples,) or (channels, samples)")
-    mono = (
-        _downmix(array.astype(np.float32, copy=False), channel_axis=0) if array.ndim == 2 else array.astype(np.float32)
+    mono = (  # the caller's float32 samples are read in place, not copied
+        _downmix(array.astype(np.float32, copy=False), channel_axis=0)
+        if array.ndim == 2
+        else array.astype(np.float32, copy=False)
     )
     _require_finite(mono, "audio array", 0, source_rate)
     if source_rate != sample_rate:
@@ -96,6 +98,8 @@ def _downmix(samples: np.ndarray, channel_axis: int) -> np.ndarray:
 
 
 def _require_finite(samples: np.ndarray, name: str, first_sample: int, rate: int) -> None:
+    if samples.size == 0 or (np.isfinite(samples.min()) and np.isfinite(samples.max())):
+        return  # NaN reaches both extremes, +Inf the maximum, -Inf the minimum
     bad = np.flatnonzero(~np.isfinite(samples))
     if bad.size:
         raise AudioError(f"{name}: non-finite sample (NaN or Inf) at {(first_sample + bad[0]) / rate:.3f} s")

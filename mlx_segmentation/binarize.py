@@ -34,24 +34,36 @@ def binarize(scores: np.ndarray, frames: SlidingWindow, params: BinarizeParams) 
     """Regions where `scores` (one value per frame) rises above onset and stays above offset."""
     if len(scores) == 0:
         return []
-    timestamps = [frames.middle(i) for i in range(len(scores))]
-    regions: list[Region] = []
-    start, active = timestamps[0], bool(scores[0] > params.onset)
-    t = timestamps[0]
-    for t, y in zip(timestamps[1:], scores[1:]):
-        if active and y < params.offset:
-            regions.append(Region(start, t))
-            start, active = t, False
-        elif not active and y > params.onset:
-            start, active = t, True
-    if active:
-        regions.append(Region(start, t))
+    timestamps = frames.middles(len(scores))
+    active = _hysteresis(np.asarray(scores), params.onset, params.offset)
+    changes = np.flatnonzero(active[1:] != active[:-1]) + 1
+    edges = timestamps[changes].tolist()
+    if active[0]:
+        edges.insert(0, float(timestamps[0]))
+    if active[-1]:
+        edges.append(float(timestamps[-1]))
+    regions = [Region(start, end) for start, end in zip(edges[0::2], edges[1::2], strict=True)]
     regions = [r for r in regions if r.duration > SEGMENT_PRECISION]  # pyannote drops empty segments
     if params.min_duration_off > 0.0:
         regions = _fill_gaps(regions, params.min_duration_off)
     if params.min_duration_on > 0.0:
         regions = [r for r in regions if r.duration >= params.min_duration_on]
     return regions
+
+
+def _hysteresis(scores: np.ndarray, onset: float, offset: float) -> np.ndarray:
+    """Per frame, whether a region is open: from the first frame's `> onset`, each later frame above onset
+    opens one and each below offset closes one (pyannote's loop over frames, as array operations)."""
+    if onset < offset:  # a frame may be both above onset and below offset: the state toggles, frame by frame
+        active = np.empty(len(scores), dtype=bool)
+        active[0] = scores[0] > onset
+        for i in range(1, len(scores)):
+            active[i] = not scores[i] < offset if active[i - 1] else scores[i] > onset
+        return active
+    state = np.where(scores > onset, 1, np.where(scores < offset, 0, -1))  # open, close, or keep the state
+    state[0] = scores[0] > onset
+    last_decided = np.maximum.accumulate(np.where(state >= 0, np.arange(len(scores)), 0))
+    return state[last_decided] == 1
 
 
 def _fill_gaps(regions: list[Region], collar: float) -> list[Region]:

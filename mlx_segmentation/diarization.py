@@ -105,19 +105,24 @@ def to_diarization(segmentations: np.ndarray, chunks: SlidingWindow, count: Fram
     return FrameScores(binary, count.frames)
 
 
+def clustered_segmentations(segmentations: np.ndarray, hard_clusters: np.ndarray) -> np.ndarray:
+    """(chunks, frames, clusters): per chunk and cluster, the max over the cluster's local speakers (-2: none),
+    NaN where a chunk has none of the cluster's speakers."""
+    num_chunks, num_frames, _ = segmentations.shape
+    clustered = np.full((num_chunks, num_frames, np.max(hard_clusters) + 1), np.nan)
+    for k in range(clustered.shape[2]):
+        members = hard_clusters == k  # (chunks, local speakers)
+        values = np.where(members[:, None, :], segmentations, -np.inf).max(axis=2)
+        has_members = members.any(axis=1)
+        clustered[has_members, :, k] = values[has_members]
+    return clustered
+
+
 def reconstruct(
     segmentations: np.ndarray, chunks: SlidingWindow, hard_clusters: np.ndarray, count: FrameScores
 ) -> FrameScores:
-    """Per chunk and cluster, the max over the cluster's local speakers (-2: none), then `to_diarization`."""
-    num_chunks, num_frames, _ = segmentations.shape
-    num_clusters = np.max(hard_clusters) + 1
-    clustered_segmentations = np.nan * np.zeros((num_chunks, num_frames, num_clusters))
-    for c, (cluster, segmentation) in enumerate(zip(hard_clusters, segmentations)):
-        for k in np.unique(cluster):
-            if k == -2:
-                continue
-            clustered_segmentations[c, :, k] = np.max(segmentation[:, cluster == k], axis=1)
-    return to_diarization(clustered_segmentations, chunks, count)
+    """`to_diarization` of the `clustered_segmentations`."""
+    return to_diarization(clustered_segmentations(segmentations, hard_clusters), chunks, count)
 
 
 class Track(NamedTuple):
@@ -230,10 +235,11 @@ def diarization_from_clusters(
     hard_clusters = clusters.hard.copy()
     binarized = segmentations if binarized is None else binarized
     hard_clusters[np.sum(binarized, axis=1) == 0] = -2  # local speakers never active join no cluster
-    discrete = reconstruct(segmentations, chunks, hard_clusters, count)
+    clustered = clustered_segmentations(segmentations, hard_clusters)
+    discrete = to_diarization(clustered, chunks, count)
     tracks = to_annotation(discrete, min_duration_off)
     one_at_a_time = FrameScores(np.minimum(count.data, 1).astype(np.int8), count.frames)
-    exclusive = reconstruct(segmentations, chunks, hard_clusters, one_at_a_time)
+    exclusive = to_diarization(clustered, chunks, one_at_a_time)
     exclusive_tracks = to_annotation(exclusive, min_duration_off)
 
     mapping = {k: speaker_label(i) for i, k in enumerate(sorted({track.label for track in tracks}))}

@@ -9,6 +9,7 @@ with a Hamming window (`Inference.aggregate(hamming=True, missing=0.0)`), the pa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,21 @@ def to_multilabel(outputs: np.ndarray, model: PyanNet) -> np.ndarray:
     return spec.powerset_mapping()[outputs.argmax(axis=-1)]
 
 
+def to_multilabel_on_device(outputs: mx.array, model: PyanNet) -> mx.array:
+    """`to_multilabel` where the outputs are: the argmax (ties to the first class, as numpy's) and the
+    mapping on the device, so that only the per-speaker activity reaches the host."""
+    spec = model.specifications
+    if not spec.powerset:
+        return outputs
+    return mx.array(spec.powerset_mapping())[mx.argmax(outputs, axis=-1)]
+
+
+def any_speaker(speakers: np.ndarray) -> np.ndarray:
+    """(windows, frames, 1): the max over the speakers' activity (numpy's max over a short last axis is slow)."""
+    columns = [speakers[..., k] for k in range(speakers.shape[-1])]
+    return functools.reduce(np.maximum, columns)[..., None]
+
+
 def model_windows(model: PyanNet, audio: AudioSource, step: float | None = None) -> SlidingWindows:
     """The model's windows over `audio`, every `step` seconds (pyannote's default step if None)."""
     spec = model.specifications
@@ -71,7 +87,7 @@ def window_outputs(
     parts = Parts(ahead=4)
 
     def mlx_forward(batch: WindowBatch) -> mx.array:
-        return model(sliding.windows(batch), parts=parts).astype(mx.float32)
+        return to_multilabel_on_device(model(sliding.windows(batch), parts=parts).astype(mx.float32), model)
 
     def other_forward(batch: WindowBatch) -> Any:
         return forward(batch, sliding.window_size, sliding.step_size)
@@ -79,7 +95,7 @@ def window_outputs(
     for batch, outputs in slide(sliding, audio.blocks(), mlx_forward if forward is None else other_forward, batch_size):
         if batch.padding:  # the last batch: the recording's length is known
             check_length(model, audio, batch.total)
-        yield batch, to_multilabel(outputs, model)
+        yield batch, outputs if forward is None else to_multilabel(outputs, model)
 
 
 def check_length(model: PyanNet, audio: AudioSource, num_samples: int) -> None:
@@ -111,7 +127,7 @@ def segment(
     for batch, speakers in window_outputs(model, audio, sliding, batch_size=batch_size, forward=forward):
         if keep_window_scores:
             kept.append(speakers)
-        speech.add(speakers.max(axis=-1, keepdims=True))  # pre-aggregation: speech is any speaker's activity
+        speech.add(any_speaker(speakers))  # pre-aggregation: speech is any speaker's activity
         if progress is not None:
             progress(batch.count)
         num_samples = batch.total

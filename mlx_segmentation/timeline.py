@@ -24,6 +24,11 @@ class SlidingWindow:
         start = self.window_start(i)
         return 0.5 * (start + (start + self.duration))
 
+    def middles(self, count: int) -> np.ndarray:
+        """`middle(i)` for i in range(count), the same float64 operations."""
+        starts = self.start + np.arange(count) * self.step
+        return 0.5 * (starts + (starts + self.duration))
+
     def closest_frame(self, t: float) -> int:
         return int(np.rint((t - self.start - 0.5 * self.duration) / self.step))
 

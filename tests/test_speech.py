@@ -140,10 +140,13 @@ def test_binarize_equals_pyannote():
     rng = np.random.default_rng(0)
     frames = SlidingWindow(start=0.0, duration=991 / 16000, step=270 / 16000)
     scores = np.clip(np.convolve(rng.uniform(0, 1, 3000), np.ones(25) / 25, mode="same") * 1.6 - 0.3, 0, 1)
+    scores[rng.choice(3000, 60)] = np.nan  # neither above onset nor below offset: the state holds
+    scores[2000:2200] = rng.choice([0.2, 0.5, 0.8], 200)  # values on the thresholds, and jumps across both
     for params in (
         MULTILABEL_SPEECH,
         BinarizeParams(onset=0.5, offset=0.5),
         BinarizeParams(onset=0.6, offset=0.4, min_duration_on=0.3, min_duration_off=0.5),
+        BinarizeParams(onset=0.4, offset=0.6),  # onset under offset: frames between them toggle the state
     ):
         ours = [(round(r.start, 9), round(r.end, 9)) for r in binarize(scores, frames, params)]
         feature = SlidingWindowFeature(
@@ -163,6 +166,25 @@ def test_powerset_decoding_equals_pyannote(models):
     from mlx_segmentation.inference import to_multilabel
 
     np.testing.assert_array_equal(to_multilabel(log_probs.numpy(), model), theirs)
+
+
+def test_decoding_on_the_device_equals_pyannotes_and_takes_the_first_of_tied_classes(models):
+    """What the MLX forward hands over (`to_multilabel_on_device`): pyannote's decoding, and where two classes tie
+    (silence and speaker 1 here, then speakers 1 and 2 alone) the first, as torch's and numpy's argmax."""
+    from pyannote.audio.utils.powerset import Powerset
+
+    from mlx_segmentation.inference import any_speaker, to_multilabel_on_device
+
+    model, _ = models["powerset"]
+    spec = model.specifications
+    log_probs = torch.log_softmax(torch.randn(3, 50, 7, generator=torch.Generator().manual_seed(1)), dim=-1)
+    log_probs[0, :5] = torch.tensor([0.0, 0.0, -1.0, -1.0, -1.0, -1.0, -1.0])
+    log_probs[1, :5] = torch.tensor([-1.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0])
+    theirs = Powerset(len(spec.classes), spec.powerset_max_classes).to_multilabel(log_probs).numpy()
+    ours = np.array(to_multilabel_on_device(mx.array(log_probs.numpy()), model))
+    np.testing.assert_array_equal(ours, theirs)
+    assert ours[0, 0].tolist() == [0, 0, 0] and ours[1, 0].tolist() == [1, 0, 0]
+    np.testing.assert_array_equal(any_speaker(ours), ours.max(axis=-1, keepdims=True))
 
 
 def test_window_scores_are_per_window_and_per_speaker(models):
@@ -281,7 +303,7 @@ def test_default_step_is_pyannotes(warm_up, models):
 
 @pytest.mark.parametrize("warm_up", [(0.0, 0.0), (0.5, 0.75)])
 @pytest.mark.parametrize("hamming", [False, True])
-@pytest.mark.parametrize("step", [0.5, 0.37])
+@pytest.mark.parametrize("step", [0.5, 0.37, 0.1])
 def test_overlap_add_equals_pyannote_aggregate(step, hamming, warm_up):
     """Several columns, NaN (missing) frames and whole windows, added in uneven batches: bit for bit
     `Inference.aggregate` (averages and sums), and the padding cropped as `SlidingWindowFeature.crop`."""
@@ -388,6 +410,19 @@ def test_bad_audio_gets_one_clear_line(make, message, converted, tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and len(errors) == 1, run.stderr
     assert message in errors[0]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_arrays_with_non_finite_samples_are_refused_where_they_are(bad, models):
+    """An array is read in place (the caller's float32 samples are not copied, nor changed); a NaN or an
+    infinity anywhere in it is refused with its time."""
+    model, _ = models["segmentation-2022"]
+    audio = np.zeros(16000 * 12, np.float32)
+    audio[16000 * 7 + 8000] = bad
+    kept = audio.copy()
+    with pytest.raises(AudioError, match=r"non-finite sample \(NaN or Inf\) at 7\.500 s"):
+        detect_speech(model, audio, sample_rate=16000)
+    np.testing.assert_array_equal(audio, kept)
 
 
 def test_arrays_need_their_sample_rate(models):
