@@ -5,8 +5,7 @@
 Compiles `conv_kernel.SOURCE` with g++ (C++20), one OS thread per CUDA thread of a block, blocks one
 after another, `__syncthreads` as a `std::barrier`; then compares the outputs at odd shapes (partial
 tiles, strides, 1 x 1 and 3 x 3 kernels, both partial-sum modes) with float64, printing each one's
-largest and root-mean-square distance relative to the output's scale, and whether two shared buffers
-(`STAGES` 2) give the same bits as one. Exits 1 if one is over 1e-5 or differs.
+largest and root-mean-square distance relative to the output's scale. Exits 1 if one is over 1e-5.
 It checks indexing, tiling and the order of the sums, not speed or the GPU's own rounding.
 """
 
@@ -76,14 +75,14 @@ CASES = (  # input (batch, height, width, channels), out channels, kernel, strid
 )
 
 
-def emulate(x: np.ndarray, weight: np.ndarray, stride: int, sums: int, stages: int, folder: Path) -> np.ndarray:
+def emulate(x: np.ndarray, weight: np.ndarray, stride: int, sums: int, folder: Path) -> np.ndarray:
     """The kernel's output for channels-last x and weight (out, kh, kw, in), padding kernel // 2."""
     batch, height, width, in_channels = x.shape
     out_channels, kernel, _, _ = weight.shape
     padding = kernel // 2
     out_h, out_w = (height + 2 * padding - kernel) // stride + 1, (width + 2 * padding - kernel) // stride + 1
     bm, bn, tm, tn, bk = conv_kernel.tile(out_channels)
-    template = dict(BM=bm, BN=bn, TM=tm, TN=tn, BK=bk, SUMS=sums, STAGES=stages)
+    template = dict(BM=bm, BN=bn, TM=tm, TN=tn, BK=bk, SUMS=sums)
     source, program = folder / "kernel.cpp", folder / "kernel"
     source.write_text(HARNESS.replace("SOURCE", conv_kernel.SOURCE))
     defines = [f"-D{name}={value}" for name, value in template.items()]
@@ -107,15 +106,12 @@ def main() -> int:
             exact = float64_conv2d(x, weight, stride, kernel // 2)
             scale = np.abs(exact).max()
             for sums in (1, 2):
-                ours = emulate(x, weight, stride, sums, 1, Path(folder))
+                ours = emulate(x, weight, stride, sums, Path(folder))
                 largest = float(np.abs(ours - exact).max() / scale) if np.isfinite(ours).all() else float("inf")
                 rms = float(np.sqrt(np.mean((ours - exact) ** 2)) / scale)
                 worst = max(worst, largest)
-                two_buffers = emulate(x, weight, stride, sums, 2, Path(folder))
-                same = bool(np.array_equal(ours, two_buffers))
-                worst = worst if same else float("inf")
                 name = f"{shape} -> {out_channels}, {kernel}x{kernel} /{stride}, sums {sums}"
-                print(f"{name}: max {largest:.2e} rms {rms:.2e}; two shared buffers {'the same' if same else 'DIFFER'}")
+                print(f"{name}: max {largest:.2e} rms {rms:.2e}")
     return 0 if worst <= 1e-5 else 1
 
 

@@ -5,8 +5,7 @@
 Compares the LSTM recurrence kernel with the portable MLX loop, the |x| max-pool kernel with MLX's
 and, on CUDA, the WeSpeaker convolution kernel with the unfolded product and with float64; odd sizes
 on purpose (partial thread blocks, a last pooled frame cut short). Then times the convolution kernel
-(and with partial sums per tap only, and with two shared buffers of tiles) against the unfolded product at the
-ResNet's shapes for 10 s segments; `--sweep` tries other tiles, each with one and two shared buffers.
+(and with partial sums per tap only) against the unfolded product at the ResNet's shapes for 10 s segments.
 Prints the largest differences relative to each output's scale and exits 1 if one exceeds 1e-5.
 """
 
@@ -148,11 +147,18 @@ CONV_SHAPES = (
     ((10, 125, 256), 256, 3, 1),
     ((80, 998, 32), 64, 1, 2),
 )
-SWEEP = {  # tiles (BM, BN, TM, TN, BK), each tried with one and two shared buffers
-    32: [(128, 32, 8, 4, 16), (128, 32, 4, 4, 16), (64, 32, 4, 4, 16)],
-    64: [(64, 64, 8, 4, 16), (64, 64, 4, 4, 16), (128, 64, 8, 4, 16), (32, 64, 4, 4, 16)],
+SWEEP = {
+    32: [(128, 32, 4, 4, 16), (128, 32, 8, 4, 16), (128, 32, 8, 4, 32), (128, 32, 4, 4, 32), (64, 32, 4, 4, 32)],
+    64: [(128, 64, 8, 4, 16), (64, 64, 8, 4, 16), (64, 64, 8, 4, 32), (128, 64, 8, 4, 32), (128, 64, 8, 8, 32)],
+    128: [
+        (128, 64, 8, 4, 16),
+        (64, 64, 8, 4, 16),
+        (64, 64, 8, 4, 32),
+        (128, 64, 8, 4, 32),
+        (128, 128, 8, 8, 32),
+        (64, 128, 8, 4, 32),
+    ],
 }
-SWEEP[128] = SWEEP[64]
 SWEEP[256] = SWEEP[128]
 
 
@@ -166,7 +172,6 @@ def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
         routes = {
             "kernel": conv_kernel.conv2d,
             "per tap only": lambda *args: conv_kernel.conv2d(*args, sums=1),
-            "two buffers": lambda *args: conv_kernel.conv2d(*args, stages=2),
             "product": wespeaker.unfolded_conv2d,
         }
         times = {
@@ -179,19 +184,11 @@ def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
             + ", ".join(f"{name} {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s)" for name, ms in times.items())
         )
         reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
-        two_buffers = conv_kernel.conv2d(x, weight, (stride, stride), padding, stages=2)
-        print(f"    two buffers against one: diff {relative(two_buffers, reference):.1e}")
         for tiles in SWEEP[out_channels] if sweep else []:
-            for stages in (1, 2):
-                result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles, stages=stages)
-                ms = milliseconds(
-                    lambda tiles=tiles, stages=stages: conv_kernel.conv2d(
-                        x, weight, (stride, stride), padding, tiles, stages=stages
-                    )
-                )
-                diff = relative(result, reference)
-                speed = f"{ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s)"
-                print(f"    tiles {tiles}, {stages} buffers: {speed}, diff {diff:.1e}")
+            result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles)
+            ms = milliseconds(lambda tiles=tiles: conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
+            diff = relative(result, reference)
+            print(f"    tiles {tiles}: {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s), diff {diff:.1e}")
 
 
 if __name__ == "__main__":

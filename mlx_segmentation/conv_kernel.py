@@ -21,7 +21,6 @@ from . import recurrence
 
 BK = 16  # input channels per step of the product (the kernel needs in_channels % 16 == 0)
 SUMS = 2  # partial sums per step and per tap (2), or per tap only (1, 1 x 1 kernels: twice as fast there, measured)
-STAGES = 1  # shared-memory buffers of tiles: 1, or 2 (one barrier a step instead of two); the same sums
 
 SOURCE = """
     constexpr int THREADS = (BM / TM) * (BN / TN);
@@ -37,8 +36,8 @@ SOURCE = """
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM;
     const int n0 = blockIdx.y * BN;
-    __shared__ __align__(16) float As[STAGES][BK][BM];
-    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];  // 4 more: fewer bank conflicts storing it
+    __shared__ __align__(16) float As[BK][BM];
+    __shared__ __align__(16) float Bs[BK][BN + 4];     // 4 more: fewer bank conflicts storing it
     const int kq = (tid % KQ) * 4;
     int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
     bool valid[ROWS];
@@ -52,10 +51,8 @@ SOURCE = """
         iy0[l] = (rest / WO) * SH - PH;
         ix0[l] = (rest % WO) * SW - PW;
     }
-    const int CSTEPS = CI / BK, STEPS = KH * KW * CSTEPS;  // steps of BK channels: CSTEPS per tap
     float4 xa[ROWS], wb[WLOADS];  // the next step's tiles, loaded while this step's are multiplied
-    auto load = [&](int s) {  // step s: tap (dy, dx), input channels c0 to c0 + BK
-        const int t = s / CSTEPS, c0 = (s % CSTEPS) * BK, dy = t / KW, dx = t % KW;
+    auto load = [&](int dy, int dx, int c0) {  // tap (dy, dx), input channels c0 to c0 + BK
         for (int l = 0; l < ROWS; ++l) {
             const int iy = iy0[l] + dy, ix = ix0[l] + dx;
             xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -64,74 +61,67 @@ SOURCE = """
         }
         for (int l = 0; l < WLOADS; ++l) {
             const int q = tid + l * THREADS;
-            const size_t at = (size_t)(n0 + q / KQ) * KTOT + t * CI + c0 + (q % KQ) * 4;
+            const size_t at = (size_t)(n0 + q / KQ) * KTOT + (dy * KW + dx) * CI + c0 + (q % KQ) * 4;
             if (q < WQ) wb[l] = *reinterpret_cast<const float4*>(w + at);
-        }
-    };
-    auto store = [&](int b) {  // the loaded tiles into shared buffer b
-        for (int l = 0; l < ROWS; ++l) {
-            As[b][kq][row[l]] = xa[l].x;
-            As[b][kq + 1][row[l]] = xa[l].y;
-            As[b][kq + 2][row[l]] = xa[l].z;
-            As[b][kq + 3][row[l]] = xa[l].w;
-        }
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
-            if (q < WQ) {
-                Bs[b][k][n] = wb[l].x;
-                Bs[b][k + 1][n] = wb[l].y;
-                Bs[b][k + 2][n] = wb[l].z;
-                Bs[b][k + 3][n] = wb[l].w;
-            }
         }
     };
     const int ty = tid / (BN / TN), tx = tid % (BN / TN);
     float acc[TM][TN], tap[TM][TN], part[TM][TN];  // the whole sum, this tap's, this step's (SUMS == 2)
     for (int i = 0; i < TM; ++i)
         for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
-    load(0);
-    for (int s = 0; s < STEPS; ++s) {
-        // STAGES 1: one shared buffer, filled at each step's start between two barriers. STAGES 2: two,
-        // the next step's filled while this one's is read, one barrier a step. The same sums either way.
-        const int b = STAGES == 2 ? s & 1 : 0;
-        if (STAGES == 1 || s == 0) {
-            store(b);
+    load(0, 0, 0);
+    for (int t = 0; t < KH * KW; ++t) {
+        const int dy = t / KW, dx = t % KW;
+        for (int c0 = 0; c0 < CI; c0 += BK) {
+            for (int l = 0; l < ROWS; ++l) {
+                As[kq][row[l]] = xa[l].x;
+                As[kq + 1][row[l]] = xa[l].y;
+                As[kq + 2][row[l]] = xa[l].z;
+                As[kq + 3][row[l]] = xa[l].w;
+            }
+            for (int l = 0; l < WLOADS; ++l) {
+                const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
+                if (q < WQ) {
+                    Bs[k][n] = wb[l].x;
+                    Bs[k + 1][n] = wb[l].y;
+                    Bs[k + 2][n] = wb[l].z;
+                    Bs[k + 3][n] = wb[l].w;
+                }
+            }
+            __syncthreads();
+            if (c0 + BK < CI) load(dy, dx, c0 + BK);
+            else if (t + 1 < KH * KW) load((t + 1) / KW, (t + 1) % KW, 0);
+            if (SUMS == 2) {
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
+            }
+            for (int k = 0; k < BK; ++k) {
+                float a[TM], b[TN];
+                for (int i = 0; i < TM; i += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(&As[k][ty * TM + i]);
+                    a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+                }
+                for (int j = 0; j < TN; j += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(&Bs[k][tx * TN + j]);
+                    b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
+                }
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) {
+                        if (SUMS == 2) part[i][j] = fmaf(a[i], b[j], part[i][j]);
+                        else tap[i][j] = fmaf(a[i], b[j], tap[i][j]);
+                    }
+            }
+            if (SUMS == 2) {
+                for (int i = 0; i < TM; ++i)
+                    for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
+            }
             __syncthreads();
         }
-        if (s + 1 < STEPS) load(s + 1);
-        if (SUMS == 2) {
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
-        }
-        for (int k = 0; k < BK; ++k) {
-            float a[TM], bv[TN];
-            for (int i = 0; i < TM; i += 4) {
-                const float4 v = *reinterpret_cast<const float4*>(&As[b][k][ty * TM + i]);
-                a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+        for (int i = 0; i < TM; ++i)
+            for (int j = 0; j < TN; ++j) {
+                acc[i][j] += tap[i][j];
+                tap[i][j] = 0.0f;
             }
-            for (int j = 0; j < TN; j += 4) {
-                const float4 v = *reinterpret_cast<const float4*>(&Bs[b][k][tx * TN + j]);
-                bv[j] = v.x; bv[j + 1] = v.y; bv[j + 2] = v.z; bv[j + 3] = v.w;
-            }
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) {
-                    if (SUMS == 2) part[i][j] = fmaf(a[i], bv[j], part[i][j]);
-                    else tap[i][j] = fmaf(a[i], bv[j], tap[i][j]);
-                }
-        }
-        if (SUMS == 2) {
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
-        }
-        if (STAGES == 2 && s + 1 < STEPS) store(b ^ 1);
-        __syncthreads();
-        if ((s + 1) % CSTEPS == 0) {  // the tap's last step
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) {
-                    acc[i][j] += tap[i][j];
-                    tap[i][j] = 0.0f;
-                }
-        }
     }
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + ty * TM + i;
@@ -178,12 +168,10 @@ def conv2d(
     padding: tuple[int, int],
     tiles: tuple[int, int, int, int, int] | None = None,
     sums: int | None = None,
-    stages: int | None = None,
 ) -> mx.array:
     """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
 
-    `tiles` overrides `tile(out_channels)`, `sums` the partial sums, `stages` the shared buffers
-    (benchmarks/gpu_kernels.py compares them).
+    `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them).
     """
     batch, height, width, in_channels = x.shape
     out_channels, kernel_h, kernel_w, _ = weight.shape
@@ -213,7 +201,6 @@ def conv2d(
             ("TN", tn),
             ("BK", bk),
             ("SUMS", sums or (SUMS if kernel_h * kernel_w > 1 else 1)),
-            ("STAGES", stages or STAGES),
         ],
         grid=(blocks * threads, out_channels // bn, 1),
         threadgroup=(threads, 1, 1),

@@ -190,32 +190,14 @@ class OverlapAdd:
         masks = 1 - np.isnan(window_outputs)
         values = np.nan_to_num(window_outputs, nan=0.0) * masks * self.weights * self.warm_up
         weights = masks * self.weights * self.warm_up
-        count, size = len(window_outputs), self.frames_per_window
-        if count == 0:
-            return
-        firsts = np.array(
-            [
-                self.frames.closest_frame(self.chunks.window_start(self.num_windows + i) + 0.5 * self.frames.duration)
-                for i in range(count)
-            ]
-        )
-        self._grow(int(firsts[-1]) + size)
-        # pyannote adds window after window; here pass p adds, to every frame at once, the p-th window covering
-        # it: each frame's float32 sums take its windows in the same order, one at a time.
-        frames = np.arange(firsts[0], firsts[-1] + size)
-        first_window = np.searchsorted(firsts + size, frames, side="right")
-        for p in range(count):
-            window = first_window + p
-            covering = window < count
-            covering[covering] = firsts[window[covering]] <= frames[covering]
-            if not covering.any():
-                break
-            at, window = frames[covering], window[covering]
-            offset = at - firsts[window]
-            self.sums[at] += values[window, offset]
-            self.counts[at] += weights[window, offset]
-            self.covered[at] = np.maximum(self.covered[at], masks[window, offset])
-        self.num_windows += count
+        for value, weight, mask in zip(values, weights, masks, strict=True):
+            first = self.frames.closest_frame(self.chunks.window_start(self.num_windows) + 0.5 * self.frames.duration)
+            last = first + len(value)
+            self._grow(last)
+            self.sums[first:last] += value
+            self.counts[first:last] += weight
+            self.covered[first:last] = np.maximum(self.covered[first:last], mask)
+            self.num_windows += 1
 
     def result(self, missing: float = np.nan, end: float | None = None, *, skip_average: bool = False) -> np.ndarray:
         """(frames, num_columns) averages (sums if `skip_average`), `missing` where no window had a value; frames
