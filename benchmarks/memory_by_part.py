@@ -10,7 +10,8 @@ stage alone, of SincNet whole and of the LSTM (queued whole), each from an empti
 same for an hour of speech through speech detection (`inference.segment`): the runtime's way (one
 `Parts` for all batches, four parts in flight), each forward queued whole, each in parts of its own.
 `--sweep` instead prints, for each pair of part sizes (`pyannet.SINCNET_CHUNK_SAMPLES`, `pyannet.LSTM_PART_VALUES`;
-0 for a layer's projections in one part), the model in parts and the hour the runtime's way at each batch.
+0 for a layer's projections in one part), the model in parts and the hour the runtime's way at each batch;
+`--ahead` the hour the runtime's way with each number of parts in flight (`inference.PARTS_AHEAD`).
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -104,11 +105,18 @@ def sweep(model: pyannet.PyanNet, batches: list[int], pairs: list[str], minutes:
             recording(model, batch, "runtime", minutes)
 
 
-def main(checkpoint: Path, batches: list[int], pairs: list[str], minutes: float) -> None:
+def main(checkpoint: Path, batches: list[int], pairs: list[str], minutes: float, aheads: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = mlx_segmentation.load(build(checkpoint, Path(tmp) / "model", log=lambda m: None).out)
     if pairs:
         return sweep(model, batches, pairs, minutes)
+    if aheads:
+        for ahead in aheads:
+            inference.PARTS_AHEAD = ahead
+            print(f"== inference.PARTS_AHEAD = {ahead}")
+            for batch in batches:
+                recording(model, batch, "runtime", minutes)
+        return None
     sincnet = model.sincnet
     for batch in batches:
         x = mx.array(np.random.default_rng(0).normal(size=(batch, 80000)).astype(np.float32))
@@ -131,5 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("batches", type=int, nargs="*", default=[32, 256])
     parser.add_argument("--sweep", nargs="+", default=[], metavar="SINCNET_SAMPLES:LSTM_VALUES")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording (default: an hour)")
+    parser.add_argument("--ahead", type=int, nargs="+", default=[], help="only the hour, at each `PARTS_AHEAD`")
     args = parser.parse_args()
-    main(args.checkpoint, args.batches, args.sweep, args.minutes)
+    main(args.checkpoint, args.batches, args.sweep, args.minutes, args.ahead)

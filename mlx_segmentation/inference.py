@@ -23,6 +23,12 @@ from .pyannet import PyanNet
 from .timeline import SlidingWindow
 from .windows import OverlapAdd, SlidingWindows, WindowBatch, default_step, slide
 
+# One `Parts` for all batches, four parts in flight, so that the device runs ahead while the previous
+# batch is handled here: an hour at batch 32 on an H100 in 1.24 to 1.34 s and 481 MiB, against 1.29 to
+# 1.35 s and 1,271 MiB queued whole, 1.76 to 1.95 s and 274 MiB with one part in flight per forward
+# (benchmarks/results/h100_memory_by_part.log).
+PARTS_AHEAD = 4
+
 # forward(batch, window_size, step_size) -> the batch's (windows, frames, classes) outputs, as an mx.array or
 # anything np.asarray reads: another framework's model in the same pipeline (benchmarks/speed.py)
 Forward = Callable[[WindowBatch, int, int], Any]
@@ -80,11 +86,7 @@ def window_outputs(
     replaces it (see `Forward`). Audio too short for the model is refused before its window is handed over.
     """
 
-    # One `Parts` for all batches, four parts in flight, so that the device runs ahead while the previous
-    # batch is handled here: an hour at batch 32 on an H100 in 1.24 to 1.34 s and 481 MiB, against 1.29 to
-    # 1.35 s and 1,271 MiB queued whole, 1.76 to 1.95 s and 274 MiB with one part in flight per forward
-    # (benchmarks/results/h100_memory_by_part.log).
-    parts = Parts(ahead=4)
+    parts = Parts(ahead=PARTS_AHEAD)
 
     def mlx_forward(batch: WindowBatch) -> mx.array:
         return to_multilabel_on_device(model(sliding.windows(batch), parts=parts).astype(mx.float32), model)
