@@ -8,10 +8,10 @@ PyanNet checkpoint works, at its own sample rate) prints the whole model's peak 
 inputs and median time queued whole and in parts (`parts.Parts`), then the peak of each SincNet
 stage alone, of SincNet whole and of the LSTM (queued whole), each from an emptied cache; then the
 same for an hour of speech through speech detection (`inference.segment`): the runtime's way (one
-`Parts` for all batches, four parts in flight), each forward queued whole, each in parts of its own.
+`Parts` for all batches, `inference.parts_ahead` in flight), each forward queued whole, each in parts of its own.
 `--sweep` instead prints, for each pair of part sizes (`pyannet.SINCNET_CHUNK_SAMPLES`, `pyannet.LSTM_PART_VALUES`;
 0 for a layer's projections in one part), the model in parts and the hour the runtime's way at each batch;
-`--ahead` the hour the runtime's way with each number of parts in flight (`inference.PARTS_AHEAD`).
+`--ahead` the hour the runtime's way with each number of parts in flight (`inference.parts_ahead`).
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -112,9 +112,9 @@ def main(checkpoint: Path, batches: list[int], pairs: list[str], minutes: float,
         return sweep(model, batches, pairs, minutes)
     if aheads:
         for ahead in aheads:
-            inference.PARTS_AHEAD = ahead
-            print(f"== inference.PARTS_AHEAD = {ahead}")
+            print(f"== {ahead} parts in flight")
             for batch in batches:
+                inference.PARTS_AHEAD_WINDOWS = ahead * batch  # parts_ahead(batch) == ahead
                 recording(model, batch, "runtime", minutes)
         return None
     sincnet = model.sincnet
@@ -139,6 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("batches", type=int, nargs="*", default=[32, 256])
     parser.add_argument("--sweep", nargs="+", default=[], metavar="SINCNET_SAMPLES:LSTM_VALUES")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording (default: an hour)")
-    parser.add_argument("--ahead", type=int, nargs="+", default=[], help="only the hour, at each `PARTS_AHEAD`")
+    parser.add_argument("--ahead", type=int, nargs="+", default=[], help="only the hour, per parts in flight")
     args = parser.parse_args()
     main(args.checkpoint, args.batches, args.sweep, args.minutes, args.ahead)

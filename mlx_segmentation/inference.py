@@ -23,11 +23,18 @@ from .pyannet import PyanNet
 from .timeline import SlidingWindow
 from .windows import OverlapAdd, SlidingWindows, WindowBatch, default_step, slide
 
-# One `Parts` for all batches, four parts in flight, so that the device runs ahead while the previous
-# batch is handled here: an hour at batch 32 on an H100 in 1.24 to 1.34 s and 481 MiB, against 1.29 to
-# 1.35 s and 1,271 MiB queued whole, 1.76 to 1.95 s and 274 MiB with one part in flight per forward
-# (benchmarks/results/h100_memory_by_part.log).
-PARTS_AHEAD = 4
+# One `Parts` for all batches, with PARTS_AHEAD_WINDOWS // batch_size parts in flight (at least one), so that
+# the device runs ahead while the previous batch is handled here. An hour of segmentation-3.0 on an H100
+# (benchmarks/results/h100_parts_ahead.log) at batch 32: 1.46 to 1.57 s and 628 MiB with one part in flight,
+# 1.19 to 1.20 s and 870 MiB with four, 1.17 to 1.20 s and 1,051 MiB with eight; at batch 1024, 1.05 s with
+# one (3,277 MiB) as with four (5,765 MiB).
+PARTS_AHEAD_WINDOWS = 128
+
+
+def parts_ahead(batch_size: int) -> int:
+    """Parts in flight for forwards of `batch_size` windows (see PARTS_AHEAD_WINDOWS)."""
+    return max(1, PARTS_AHEAD_WINDOWS // batch_size)
+
 
 # forward(batch, window_size, step_size) -> the batch's (windows, frames, classes) outputs, as an mx.array or
 # anything np.asarray reads: another framework's model in the same pipeline (benchmarks/speed.py)
@@ -86,7 +93,7 @@ def window_outputs(
     replaces it (see `Forward`). Audio too short for the model is refused before its window is handed over.
     """
 
-    parts = Parts(ahead=PARTS_AHEAD)
+    parts = Parts(ahead=parts_ahead(batch_size))
 
     def mlx_forward(batch: WindowBatch) -> mx.array:
         return to_multilabel_on_device(model(sliding.windows(batch), parts=parts).astype(mx.float32), model)
