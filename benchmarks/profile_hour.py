@@ -5,9 +5,9 @@
 
 Converts the checkpoints (no checks; the diarization as community-1's layout, tests/pipeline_sources.py), then,
 on `checks.audio.long_recording`, for each batch size: speech detection (`inference.segment`) once to warm up,
-once timed, once under cProfile; with `--embedding`, the diarization likewise (warmed up on 30 s). Writes each
-profile's functions by own time and by cumulative time: time blocked in `mlx.core.eval` (or in `np.asarray` of
-an array still being computed) is the host waiting for the device; the rest is the host's own work.
+once timed (with MLX's peak memory), once under cProfile; with `--embedding`, the diarization likewise (warmed up
+on 30 s). Writes each profile's functions by own time and by cumulative time: time blocked in `mlx.core.eval` (or
+in `np.asarray` of an array still being computed) is the host waiting for the device; the rest is the host's own.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -39,21 +39,23 @@ def profiled(name: str, run: Callable[[], object], lines: int) -> str:
     """`run` once to warm up, once timed, once under cProfile: a report of the last two."""
     run()
     mx.synchronize()
+    mx.clear_cache()
+    mx.reset_peak_memory()
     start = time.perf_counter()
     run()
     mx.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, peak = time.perf_counter() - start, mx.get_peak_memory() / 2**20
     profile = cProfile.Profile()
     profile.enable()
     run()
     mx.synchronize()
     profile.disable()
     report = io.StringIO()
-    report.write(f"== {name}: {seconds:.3f} s (timed run, without the profiler)\n")
+    report.write(f"== {name}: {seconds:.3f} s, peak memory {peak:,.0f} MiB (timed run, without the profiler)\n")
     stats = pstats.Stats(profile, stream=report)
     stats.sort_stats("tottime").print_stats(lines)
     stats.sort_stats("cumtime").print_stats(lines)
-    print(f"{name}: {seconds:.3f} s", flush=True)
+    print(f"{name}: {seconds:.3f} s, peak memory {peak:,.0f} MiB", flush=True)
     return report.getvalue()
 
 
@@ -62,7 +64,7 @@ def main() -> None:
     parser.add_argument("--segmentation", type=Path, required=True, help="pyannote segmentation checkpoint")
     parser.add_argument("--embedding", type=Path, help="pyannote WeSpeakerResNet34 checkpoint (diarization)")
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 1024], help="speech detection's batch sizes")
+    parser.add_argument("--batches", type=int, nargs="*", default=[32, 1024], help="speech detection's (none: skip it)")
     parser.add_argument("--lines", type=int, default=30, help="functions listed per ordering")
     parser.add_argument("--out", type=Path, default=Path("profile.txt"))
     args = parser.parse_args()
