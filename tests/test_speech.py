@@ -414,8 +414,8 @@ def test_bad_audio_gets_one_clear_line(make, message, converted, tmp_path):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_arrays_with_non_finite_samples_are_refused_where_they_are(bad, models):
-    """An array is read in place (the caller's float32 samples are not copied, nor changed); a NaN or an
-    infinity anywhere in it is refused with its time."""
+    """A NaN or an infinity anywhere in an array is refused with its time (found by the array's minimum and
+    maximum, then located), and the caller's samples, read in place, are left as they were."""
     model, _ = models["segmentation-2022"]
     audio = np.zeros(16000 * 12, np.float32)
     audio[16000 * 7 + 8000] = bad
