@@ -17,17 +17,16 @@ class SlidingWindow:
     duration: float
     step: float
 
-    def window_start(self, i: int) -> float:
+    def window_start(self, i: int | np.ndarray) -> float | np.ndarray:
         return self.start + i * self.step
 
-    def middle(self, i: int) -> float:
+    def middle(self, i: int | np.ndarray) -> float | np.ndarray:
         start = self.window_start(i)
         return 0.5 * (start + (start + self.duration))
 
     def middles(self, count: int) -> np.ndarray:
-        """`middle(i)` for i in range(count), the same float64 operations."""
-        starts = self.start + np.arange(count) * self.step
-        return 0.5 * (starts + (starts + self.duration))
+        """`middle(i)` for i in range(count), as one float64 array (the same operations, element by element)."""
+        return self.middle(np.arange(count))
 
     def closest_frame(self, t: float) -> int:
         return int(np.rint((t - self.start - 0.5 * self.duration) / self.step))
