@@ -93,7 +93,11 @@ def min_num_frames(frames_per_chunk: int, chunk_duration: float, sample_rate: in
 def to_diarization(segmentations: np.ndarray, chunks: SlidingWindow, count: FrameScores) -> FrameScores:
     """(frames, clusters) 0/1 diarization: per frame, the `count` clusters with the highest summed
     activity (more columns, all zero, if `count` exceeds the number of clusters)."""
-    activations = aggregate(segmentations, chunks, count.frames, skip_average=True).data
+    return top_speakers(aggregate(segmentations, chunks, count.frames, skip_average=True).data, count)
+
+
+def top_speakers(activations: np.ndarray, count: FrameScores) -> FrameScores:
+    """`to_diarization` from the (frames, clusters) summed activity: per frame, the `count` highest."""
     num_speakers = activations.shape[1]
     max_speakers_per_frame = np.max(count.data)
     if num_speakers < max_speakers_per_frame:
@@ -235,11 +239,13 @@ def diarization_from_clusters(
     hard_clusters = clusters.hard.copy()
     binarized = segmentations if binarized is None else binarized
     hard_clusters[np.sum(binarized, axis=1) == 0] = -2  # local speakers never active join no cluster
+    # both diarizations rank the same summed activity (pyannote aggregates it once for each)
     clustered = clustered_segmentations(segmentations, hard_clusters)
-    discrete = to_diarization(clustered, chunks, count)
+    activations = aggregate(clustered, chunks, count.frames, skip_average=True).data
+    discrete = top_speakers(activations, count)
     tracks = to_annotation(discrete, min_duration_off)
     one_at_a_time = FrameScores(np.minimum(count.data, 1).astype(np.int8), count.frames)
-    exclusive = to_diarization(clustered, chunks, one_at_a_time)
+    exclusive = top_speakers(activations, one_at_a_time)
     exclusive_tracks = to_annotation(exclusive, min_duration_off)
 
     mapping = {k: speaker_label(i) for i, k in enumerate(sorted({track.label for track in tracks}))}
