@@ -20,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
+from .columns import reduce_columns
 from .plda import PLDA
 from .vbx import cluster_vbx
 
@@ -88,7 +89,7 @@ def filter_embeddings(
     """(kept embeddings, their chunk indices, their speaker indices): those with no NaN whose speaker is
     the only active one on at least `min_active_ratio` of the window's frames."""
     num_frames = segmentations.shape[1]
-    single_active = np.sum(segmentations, axis=2, keepdims=True) == 1
+    single_active = reduce_columns(np.add, segmentations) == 1
     num_clean_frames = np.sum(segmentations * single_active, axis=1)
     active = num_clean_frames >= min_active_ratio * num_frames
     valid = ~np.any(np.isnan(embeddings), axis=2)

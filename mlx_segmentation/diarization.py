@@ -21,6 +21,7 @@ import numpy as np
 
 from .binarize import BinarizeParams, binarize
 from .clustering import Clusters
+from .columns import reduce_columns
 from .timeline import Region, SlidingWindow
 from .windows import OverlapAdd
 
@@ -66,7 +67,7 @@ def aggregate(
 def speaker_count(binarized: np.ndarray, chunks: SlidingWindow, frames: SlidingWindow) -> FrameScores:
     """(frames, 1) number of speakers active at once: per frame, the rounded average over the windows
     covering it of their number of active local speakers."""
-    count = aggregate(np.sum(binarized, axis=-1, keepdims=True), chunks, frames, skip_average=False)
+    count = aggregate(reduce_columns(np.add, binarized), chunks, frames, skip_average=False)
     return FrameScores(np.rint(count.data).astype(np.uint8), count.frames)
 
 
@@ -76,11 +77,11 @@ def embedding_masks(binarized: np.ndarray, exclude_overlap: bool = False, min_nu
     With `exclude_overlap`, frames where several speakers are active are left out, unless fewer than
     `min_num_frames` + 1 frames would be left (see `min_num_frames`).
     """
-    masks = np.nan_to_num(binarized, nan=0.0).astype(np.float32)
+    masks = np.nan_to_num(binarized, nan=0.0).astype(np.float32, copy=False)
     if not exclude_overlap:
         return masks.transpose(0, 2, 1)
-    clean_frames = 1.0 * (np.sum(binarized, axis=2, keepdims=True) < 2)
-    clean_masks = np.nan_to_num(binarized * clean_frames, nan=0.0).astype(np.float32)
+    # 0/1 values: where fewer than two speakers are active (NaN counts as overlap), the mask; 0 elsewhere
+    clean_masks = masks * (reduce_columns(np.add, binarized) < 2)
     use_clean = np.sum(clean_masks, axis=1, keepdims=True) > min_num_frames
     return np.where(use_clean, clean_masks, masks).transpose(0, 2, 1)
 
@@ -116,7 +117,7 @@ def clustered_segmentations(segmentations: np.ndarray, hard_clusters: np.ndarray
     clustered = np.full((num_chunks, num_frames, np.max(hard_clusters) + 1), np.nan)
     for k in range(clustered.shape[2]):
         members = hard_clusters == k  # (chunks, local speakers)
-        values = np.where(members[:, None, :], segmentations, -np.inf).max(axis=2)
+        values = reduce_columns(np.maximum, np.where(members[:, None, :], segmentations, -np.inf))[..., 0]
         has_members = members.any(axis=1)
         clustered[has_members, :, k] = values[has_members]
     return clustered

@@ -9,7 +9,6 @@ with a Hamming window (`Inference.aggregate(hamming=True, missing=0.0)`), the pa
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import AudioError, AudioSource
+from .columns import reduce_columns
 from .parts import Parts
 from .pyannet import PyanNet
 from .timeline import SlidingWindow
@@ -70,9 +70,8 @@ def to_multilabel_on_device(outputs: mx.array, model: PyanNet) -> mx.array:
 
 
 def any_speaker(speakers: np.ndarray) -> np.ndarray:
-    """(windows, frames, 1): the max over the speakers' activity (numpy's max over a short last axis is slow)."""
-    columns = [speakers[..., k] for k in range(speakers.shape[-1])]
-    return functools.reduce(np.maximum, columns)[..., None]
+    """(windows, frames, 1): the max over the speakers' activity."""
+    return reduce_columns(np.maximum, speakers)
 
 
 def model_windows(model: PyanNet, audio: AudioSource, step: float | None = None) -> SlidingWindows:

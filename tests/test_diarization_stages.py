@@ -30,6 +30,7 @@ from pyannote.core import SlidingWindowFeature
 from scipy.spatial.distance import pdist
 
 from mlx_segmentation.clustering import AgglomerativeClustering, VBxClustering, euclidean_distances, filter_embeddings
+from mlx_segmentation.columns import reduce_columns
 from mlx_segmentation.diarization import (
     Diarization,
     FrameScores,
@@ -178,6 +179,20 @@ def test_euclidean_distances_equal_scipy(num_points):
     ours = euclidean_distances(points)
     assert ours.dtype == np.float64
     np.testing.assert_array_equal(ours, pdist(points))
+
+
+@pytest.mark.parametrize("num_columns", [1, 3, 4, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduce_columns_equals_numpy(num_columns, dtype):
+    """Sums and maxima over the speakers' columns are numpy's reductions bit for bit, NaN included."""
+    rng = np.random.default_rng(num_columns)
+    values = rng.normal(size=(40, 30, num_columns)) * rng.choice([1e-3, 1.0, 1e4], size=(40, 30, num_columns))
+    values = values.astype(dtype)
+    values[::7, 3, 0] = np.nan
+    for ufunc in (np.add, np.maximum):
+        expected = ufunc.reduce(values, axis=-1, keepdims=True)
+        np.testing.assert_array_equal(reduce_columns(ufunc, values), expected)
+    assert np.isnan(reduce_columns(np.add, values)[0, 3, 0])
 
 
 def assert_same_clusters(ours, expected) -> None:
@@ -329,6 +344,7 @@ def test_embedding_masks_equal_pyannote(talk, exclude_overlap):
     binarized[6, :, :] = 0.0
     binarized[6, :178, 0] = 1.0  # alone on exactly `min_num_frames` frames: not enough, the overlap is kept
     binarized[6, 148:327, 1] = 1.0  # alone on one more: enough
+    binarized[7, 40:45, 1] = np.nan  # NaN frames count as 0 in the mask, and as overlap
     masks_seen = []
 
     class Embedding:
