@@ -26,7 +26,8 @@ if torch.cuda.is_available():  # load PyTorch's own cuDNN before MLX's CUDA libr
     torch.backends.cudnn.version()
 import mlx_segmentation  # noqa: E402, I001  (before MLX: where installed, it loads MKL for MLX's CPU backend)
 import mlx.core as mx  # noqa: E402
-from speed import device_name, timed, torch_device, torch_sync
+from speed import device_name, torch_device, torch_sync
+from timing import timed
 
 from checks.audio import speech_segments
 from checks.embedding_metrics import cosines

@@ -1,26 +1,30 @@
 """The custom GPU kernels against MLX's own operations on the same random inputs (run it on a CUDA or Apple GPU).
 
-    python benchmarks/gpu_kernels.py
+    python benchmarks/gpu_kernels.py [--sweep] [--torch] [--lstm-sweep]
 
 Compares the LSTM recurrence kernel with the portable MLX loop, the |x| max-pool kernel with MLX's
 and, on CUDA, the WeSpeaker convolution kernel with the unfolded product and with float64; odd sizes
 on purpose (partial thread blocks, a last pooled frame cut short). Then times the convolution kernel
-(and with partial sums per tap only) against the unfolded product at the ResNet's shapes for 10 s segments.
+(with partial sums and per tap only) against the unfolded product at the ResNet's shapes for 10 s segments,
+with `--torch` against PyTorch's conv2d too (and names the kernel cuDNN chose), with `--sweep` at other tiles.
 Prints the largest differences relative to each output's scale and exits 1 if one exceeds 1e-5.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
 
 import sys
+from collections.abc import Callable
 
-import mlx_segmentation  # noqa: F401
+if "--torch" in sys.argv:  # load PyTorch's own cuDNN before MLX's CUDA libraries bring another one
+    import torch
+
+import mlx_segmentation  # noqa: F401, I001  (before MLX: it may load MKL for MLX's CPU)
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-import time
-
 from mlx_segmentation import conv_kernel, pooling, recurrence, wespeaker
+from timing import timed
 
 TOLERANCE = 1e-5
 REPEATS = 20  # timed calls per measurement
@@ -77,14 +81,15 @@ def main() -> int:
             results[name + " vs product"] = relative(ours, product)
             results[name + " vs float64"] = relative(ours, exact)
             per_tap = conv_kernel.conv2d(x, weight, (stride, stride), padding, sums=1)
+            partial = conv_kernel.conv2d(x, weight, (stride, stride), padding, sums=2)
             print(
-                f"{name}: root mean square from float64, kernel {rms(ours, exact):.2e}, "
+                f"{name}: root mean square from float64, partial sums {rms(partial, exact):.2e}, "
                 f"per tap only {rms(per_tap, exact):.2e}, product {rms(product, exact):.2e}"
             )
     for name, value in results.items():
         print(f"{name:<45} {value:.2e}  {'ok' if value <= TOLERANCE else 'TOO FAR'}")
     if backend == "cuda":
-        time_convolutions(sweep="--sweep" in sys.argv)
+        time_convolutions(sweep="--sweep" in sys.argv, torch_too="--torch" in sys.argv)
     if backend == "cuda" and "--lstm-sweep" in sys.argv:
         time_recurrence()
     return 0 if all(value <= TOLERANCE for value in results.values()) else 1
@@ -112,14 +117,9 @@ def time_recurrence() -> None:
     recurrence.TILE, recurrence.REGISTERS = 0, -1
 
 
-def milliseconds(function, repeats: int = REPEATS, warmups: int = 3) -> float:
-    """Mean milliseconds of `repeats` evaluated calls of `function`, after `warmups` calls."""
-    for _ in range(warmups):
-        mx.eval(function())
-    start = time.perf_counter()
-    for _ in range(repeats):
-        mx.eval(function())
-    return (time.perf_counter() - start) / repeats * 1000
+def milliseconds(function: Callable[[], mx.array]) -> float:
+    """Median milliseconds of `REPEATS` evaluated calls of `function` (`timing.timed`)."""
+    return timed(lambda: mx.eval(function()), REPEATS) * 1000
 
 
 def float64_conv2d(x: mx.array, weight: mx.array, stride: int, padding: int) -> np.ndarray:
@@ -162,33 +162,66 @@ SWEEP = {
 SWEEP[256] = SWEEP[128]
 
 
-def time_convolutions(batch: int = 32, sweep: bool = False) -> None:
-    """Milliseconds per call, kernel against unfolded product, at the ResNet's shapes for 10 s segments."""
+def time_convolutions(batch: int = 32, sweep: bool = False, torch_too: bool = False) -> None:
+    """Milliseconds per call at the ResNet's shapes for 10 s segments: the kernel with both sum modes, the unfolded
+    product and (`torch_too`) PyTorch's conv2d (cuDNN, float32, TF32 off); `sweep` tries other tiles in both modes."""
     rng = np.random.default_rng(0)
     for (height, width, in_channels), out_channels, kernel, stride in CONV_SHAPES:
         x = mx.array(rng.normal(0, 1, (batch, height, width, in_channels)).astype(np.float32))
         weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, in_channels)).astype(np.float32))
         padding = (kernel // 2, kernel // 2)
         routes = {
-            "kernel": conv_kernel.conv2d,
             "per tap only": lambda *args: conv_kernel.conv2d(*args, sums=1),
+            "partial sums": lambda *args: conv_kernel.conv2d(*args, sums=2),
             "product": wespeaker.unfolded_conv2d,
         }
         times = {
             name: milliseconds(lambda route=route: route(x, weight, (stride, stride), padding))
             for name, route in routes.items()
         }
+        kernel_name = ""
+        if torch_too:
+            times["PyTorch"], kernel_name = torch_milliseconds(x, weight, stride, padding[0])
         flops = 2 * batch * (height // stride) * (width // stride) * out_channels * in_channels * kernel * kernel
+        default = conv_kernel.SUMS if kernel > 1 else 1
         print(
-            f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride}: "
+            f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride} "
+            f"(the runtime's sums: {'per tap only' if default == 1 else 'partial'}): "
             + ", ".join(f"{name} {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s)" for name, ms in times.items())
+            + (f"\n    PyTorch's kernel: {kernel_name}" if kernel_name else "")
         )
-        reference = conv_kernel.conv2d(x, weight, (stride, stride), padding)
+        reference = conv_kernel.conv2d(x, weight, (stride, stride), padding, sums=1)
         for tiles in SWEEP[out_channels] if sweep else []:
-            result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles)
-            ms = milliseconds(lambda tiles=tiles: conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles))
-            diff = relative(result, reference)
-            print(f"    tiles {tiles}: {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s), diff {diff:.1e}")
+            for sums in (1, 2) if kernel > 1 else (1,):
+                result = conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles, sums)
+                ms = milliseconds(
+                    lambda tiles=tiles, sums=sums: conv_kernel.conv2d(x, weight, (stride, stride), padding, tiles, sums)
+                )
+                diff = relative(result, reference)
+                print(
+                    f"    tiles {tiles}, sums {sums}: {ms:.2f} ms ({flops / ms / 1e9:.1f} TFLOP/s), "
+                    f"diff from per tap only {diff:.1e}"
+                )
+
+
+def torch_milliseconds(x: mx.array, weight: mx.array, stride: int, padding: int) -> tuple[float, str]:
+    """Median milliseconds of PyTorch's float32 conv2d (channels first, TF32 off) on the same values, and the name
+    of the GPU kernel that took longest in one call (cuDNN's choice)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tx = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous().cuda()
+    tw = torch.from_numpy(np.array(weight)).permute(0, 3, 1, 2).contiguous().cuda()
+
+    def convolve() -> None:
+        torch.nn.functional.conv2d(tx, tw, stride=stride, padding=padding)
+        torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        ms = timed(convolve, REPEATS) * 1000
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+            convolve()
+    kernel = max(profile.key_averages(), key=lambda event: event.device_time_total).key
+    return ms, kernel
 
 
 if __name__ == "__main__":

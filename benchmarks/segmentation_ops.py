@@ -19,7 +19,7 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_segmentation import pyannet
-from speed import timed
+from timing import timed
 
 REPEATS = 10
 COMPARED = 2  # windows compared with float64 (on the host)

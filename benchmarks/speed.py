@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import tempfile
 import time
@@ -46,17 +45,7 @@ from converter.reader import read_checkpoint
 from mlx_segmentation import pyannet, recurrence
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
-
-
-def timed(function, repeats: int) -> float:
-    """Median seconds of `repeats` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import timed
 
 
 def torch_sync(device: str) -> None:

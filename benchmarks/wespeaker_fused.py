@@ -8,13 +8,12 @@ the fused embeddings' largest difference from the separate operations' and lowes
 ways are MLX's separate operations (the kernel is for GPUs).
 """
 
-from __future__ import annotations  # noqa: I001  (speed first: torch's cuDNN before MLX's; mlx_segmentation before MLX)
+from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
 
 import sys
 import tempfile
 from pathlib import Path
 
-from speed import timed
 import mlx_segmentation
 import mlx.core as mx
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from checks.audio import speech_segments
 from converter.build import build
 from mlx_segmentation import wespeaker
+from timing import timed
 
 REPEATS = 10
 
