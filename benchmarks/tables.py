@@ -347,14 +347,14 @@ BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov27d_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27d_diarization.json"),
+        ("h100_nov27g_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27g_diarization.json"),
     ),
     Block(
         "h100-current-diarization",
         "docs/speed.md",
-        ("h100_nov27d_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27d_diarization.json"),
+        ("h100_nov27g_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27g_diarization.json"),
     ),
     Block(
         "h100-current-windows",

@@ -28,6 +28,7 @@ from .diarization import (
     speaker_count,
 )
 from .inference import model_windows, window_outputs
+from .parts import Parts
 from .pipeline_config import AgglomerativeParams, DiarizationConfig
 from .plda import PLDA
 from .pyannet import PyanNet
@@ -103,12 +104,15 @@ def embed_windows(
     num_windows = len(masks)
     sliding = model_windows(segmentation, source, config.segmentation_step * segmentation.specifications.duration)
     done = 0
+    # one for every forward: one part in flight across batches too (an hour on an H100 peaked at 2,237 MiB, against
+    # 2,287 to 3,169 MiB with a Parts per forward; benchmarks/embedding_parts.py)
+    parts = Parts()
 
     def forward(batch: WindowBatch) -> mx.array:
         nonlocal done
         weights = mx.array(masks[done : done + batch.count])
         done += batch.count
-        return model(sliding.windows(batch), weights).astype(mx.float32)
+        return model(sliding.windows(batch), weights, parts=parts).astype(mx.float32)
 
     embeddings = []
     for batch, outputs in slide(sliding, source.blocks(), forward, config.embedding_batch_size):
