@@ -3,7 +3,7 @@
     PYTHONPATH=.:tests python benchmarks/embedding_parts.py SEGMENTATION_CHECKPOINT WESPEAKER_CHECKPOINT \
         [--minutes 60] [--ways "per call" shared "shared 0" "shared 2"]
 
-Builds community-1's layout from the two checkpoints (no checks; tests/pipeline_sources.py), diarizes 30 s to
+Builds community-1's layout from the two checkpoints (no checks; `community_1.py`), diarizes 30 s to
 warm up, segments `checks.audio.long_recording` once, then for each way runs `pipeline.embed_windows` over it
 from an emptied cache and prints its time and MLX's peak memory: "per call", each forward with a `Parts()` of
 its own (the pipeline before 2026-11-27); "shared", one `Parts()` for every forward (the pipeline's way);
@@ -22,13 +22,11 @@ import mlx_segmentation  # noqa: F401
 import mlx.core as mx
 import numpy as np
 
-import pipeline_sources  # tests/
 from checks.audio import long_recording
-from converter.pipeline_build import build_pipeline
+from community_1 import community_1
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.parts import Parts
-from mlx_segmentation.pipeline import SpeakerDiarization, embed_windows, segment_windows
-from mlx_segmentation.pipeline_loading import load_pipeline_parts
+from mlx_segmentation.pipeline import embed_windows, segment_windows
 from mlx_segmentation.wespeaker import WeSpeakerResNet34
 
 SAMPLE_RATE = 16000
@@ -57,10 +55,7 @@ def main() -> None:
 
     recording = long_recording(args.minutes * 60)
     with tempfile.TemporaryDirectory() as tmp:
-        source = pipeline_sources.make_community_1(Path(tmp) / "source", args.segmentation, args.embedding)
-        build_pipeline(source, Path(tmp) / "pipeline", check=None, log=lambda m: None)
-        parts = load_pipeline_parts(Path(tmp) / "pipeline")
-    pipeline = SpeakerDiarization(parts.segmentation, parts.embedding, parts.config, parts.plda)
+        pipeline = community_1(Path(tmp), args.segmentation, args.embedding)
     pipeline(recording[: 30 * SAMPLE_RATE], sample_rate=SAMPLE_RATE)
 
     def audio():

@@ -26,11 +26,8 @@ import mlx.core as mx
 
 from checks.audio import long_recording
 from converter.build import build
-from converter.pipeline_build import build_pipeline
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
-from mlx_segmentation.pipeline import SpeakerDiarization
-from mlx_segmentation.pipeline_loading import load_pipeline_parts
 
 SAMPLE_RATE = 16000
 
@@ -80,12 +77,9 @@ def main() -> None:
 
             reports.append(profiled(f"speech detection, batch {batch}", detect, args.lines))
         if args.embedding:
-            import pipeline_sources  # tests/
+            from community_1 import community_1  # needs tests/ on the path
 
-            source = pipeline_sources.make_community_1(Path(tmp) / "source", args.segmentation, args.embedding)
-            build_pipeline(source, Path(tmp) / "pipeline", check=None, log=lambda m: None)
-            parts = load_pipeline_parts(Path(tmp) / "pipeline")
-            pipeline = SpeakerDiarization(parts.segmentation, parts.embedding, parts.config, parts.plda)
+            pipeline = community_1(Path(tmp), args.segmentation, args.embedding)
             pipeline(recording[: 30 * SAMPLE_RATE], sample_rate=SAMPLE_RATE)
             reports.append(
                 profiled("diarization (community-1)", lambda: pipeline(recording, sample_rate=SAMPLE_RATE), args.lines)
