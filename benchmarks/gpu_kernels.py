@@ -183,7 +183,7 @@ def time_convolutions(batch: int = 32, sweep: bool = False, torch_too: bool = Fa
         if torch_too:
             times["PyTorch"], kernel_name = torch_milliseconds(x, weight, stride, padding[0])
         flops = 2 * batch * (height // stride) * (width // stride) * out_channels * in_channels * kernel * kernel
-        default = conv_kernel.SUMS if kernel > 1 else 1
+        default = conv_kernel.partial_sums(kernel * kernel)
         print(
             f"{batch} x {height} x {width} x {in_channels} -> {out_channels}, {kernel}x{kernel} /{stride} "
             f"(the runtime's sums: {'per tap only' if default == 1 else 'partial'}): "

@@ -161,6 +161,11 @@ def tile(out_channels: int) -> tuple[int, int, int, int, int]:
     return (128, 32, 8, 4, BK) if out_channels == 32 else (64, 64, 8, 4, BK)
 
 
+def partial_sums(taps: int) -> int:
+    """The kernel's `SUMS` for a kernel of `taps` taps: one tap has no taps' sums to keep apart."""
+    return SUMS if taps > 1 else 1
+
+
 def conv2d(
     x: mx.array,
     weight: mx.array,
@@ -200,7 +205,7 @@ def conv2d(
             ("TM", tm),
             ("TN", tn),
             ("BK", bk),
-            ("SUMS", sums or (SUMS if kernel_h * kernel_w > 1 else 1)),
+            ("SUMS", sums or partial_sums(kernel_h * kernel_w)),
         ],
         grid=(blocks * threads, out_channels // bn, 1),
         threadgroup=(threads, 1, 1),
