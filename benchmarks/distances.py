@@ -4,30 +4,20 @@
 
 Unit-length float32 points of dimension 256 (an hour's kept embeddings are about 6,000), distances in
 float64 as `linkage` computes them. For each number of rows per task (`clustering.ROWS_PER_TASK`; 1 is one
-`cdist` call per row, as before blocks), the median seconds and whether the result is `pdist`'s bit for bit.
+`cdist` call per row, as before blocks), the median seconds after a warm-up call (`timing.timed`) and
+whether the result is `pdist`'s bit for bit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 from scipy.spatial.distance import pdist
+from timing import timed
 
 from mlx_segmentation import clustering
-
-
-def seconds(function, repeats: int) -> tuple[float, np.ndarray]:
-    """Median seconds of `repeats` calls, and the last call's result."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:
@@ -39,12 +29,13 @@ def main() -> None:
     points = np.random.default_rng(0).normal(size=(args.points, 256)).astype(np.float32)
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     print(f"{args.points} points of dimension 256, {os.cpu_count()} CPUs")
-    scipy_seconds, expected = seconds(lambda: pdist(points), args.repeats)
+    expected = pdist(points)
+    scipy_seconds = timed(lambda: pdist(points), args.repeats)
     print(f"scipy pdist (one core): {scipy_seconds:.3f} s")
     for rows in args.rows:
         clustering.ROWS_PER_TASK = rows
-        ours, result = seconds(lambda: clustering.euclidean_distances(points), args.repeats)
-        same = np.array_equal(result, expected)
+        same = np.array_equal(clustering.euclidean_distances(points), expected)
+        ours = timed(lambda: clustering.euclidean_distances(points), args.repeats)
         print(f"euclidean_distances, {rows} rows per task: {ours:.3f} s, pdist's bits: {same}")
 
 

@@ -37,9 +37,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         segmentation = mlx_segmentation.load(build(args.segmentation, Path(tmp) / "s", log=lambda m: None).out)
         embedding = mlx_segmentation.load(build(args.embedding, Path(tmp) / "e", log=lambda m: None).out)
-    rate, seconds = segmentation.config.sample_rate, segmentation.specifications.duration
+    rate, duration = segmentation.config.sample_rate, segmentation.specifications.duration
     rng = np.random.default_rng(0)
-    audio = mx.array(rng.normal(0, 0.1, (args.batch, round(seconds * rate))).astype(np.float32))
+    audio = mx.array(rng.normal(0, 0.1, (args.batch, round(duration * rate))).astype(np.float32))
     frames = segmentation(audio[:1]).shape[1]
     weights = mx.array((rng.random((args.batch, 3, frames)) > 0.5).astype(np.float32))
     seg_parts, emb_parts = Parts(parts_ahead(args.batch)), Parts()
@@ -66,7 +66,7 @@ def main() -> None:
 
         return run
 
-    print(f"{mx.default_device()}, MLX {mx.__version__}: {args.batches} batches of {args.batch} x {seconds:g} s")
+    print(f"{mx.default_device()}, MLX {mx.__version__}: {args.batches} batches of {args.batch} x {duration:g} s")
     rows = {
         "segmentation alone": queued(segment),
         "ResNet alone": queued(embed),
