@@ -24,7 +24,190 @@ from gpu_kernels import CONV_SHAPES, float64_conv2d, milliseconds, relative, rms
 from mlx_segmentation import conv_kernel
 
 
-TENSOR_TILES = {32: [(128, 32), (64, 32)], 64: [(128, 64), (64, 64), (128, 128), (64, 128)]}
+TENSOR_SOURCE = """
+    constexpr int WARPS_M = BM / 32, WARPS_N = BN / 32;  // each warp: 32 pixels by 32 channels
+    constexpr int THREADS = WARPS_M * WARPS_N * 32;
+    constexpr int KQ = BK / 4;
+    constexpr int ROWS = BM * KQ / THREADS;
+    constexpr int WQ = BK * BN / 4;
+    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
+    constexpr int LD = BK + 4;                           // shared rows padded: no bank conflicts reading fragments
+    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
+    const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
+    const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
+    const int KTOT = KH * KW * CI;
+    const int M = N * HO * WO;
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.x * BM;
+    const int n0 = blockIdx.y * BN;
+    __shared__ __align__(16) float As[BM][LD];
+    __shared__ __align__(16) float Bs[BN][LD];
+    const int kq = (tid % KQ) * 4;
+    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
+    bool valid[ROWS];
+    for (int l = 0; l < ROWS; ++l) {
+        row[l] = (tid + l * THREADS) / KQ;
+        const int m = m0 + row[l];
+        valid[l] = m < M;
+        const int mm = valid[l] ? m : 0;
+        const int n = mm / (HO * WO), rest = mm % (HO * WO);
+        base[l] = n * H * W;
+        iy0[l] = (rest / WO) * SH - PH;
+        ix0[l] = (rest % WO) * SW - PW;
+    }
+    float4 xa[ROWS], wb[WLOADS];
+    auto load = [&](int dy, int dx, int c0) {
+        for (int l = 0; l < ROWS; ++l) {
+            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
+            xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W)
+                xa[l] = *reinterpret_cast<const float4*>(x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq);
+        }
+        for (int l = 0; l < WLOADS; ++l) {
+            const int q = tid + l * THREADS;
+            const size_t at = (size_t)(n0 + q / KQ) * KTOT + (dy * KW + dx) * CI + c0 + (q % KQ) * 4;
+            if (q < WQ) wb[l] = *reinterpret_cast<const float4*>(w + at);
+        }
+    };
+    auto split = [](float v, unsigned& big, unsigned& small) {
+        unsigned b;
+        asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(b) : "f"(v));
+        big = b & 0xffffe000u;
+        const float rest = v - __uint_as_float(big);
+        asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(b) : "f"(rest));
+        small = b & 0xffffe000u;
+    };
+    auto mma = [](float* d, const unsigned* a, const unsigned* b) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    };
+    const int lane = tid % 32, warp = tid / 32;
+    const int wm = (warp % WARPS_M) * 32, wn = (warp / WARPS_M) * 32;
+    const int gid = lane / 4, tig = lane % 4;
+    float acc[2][4][4], tap[2][4][4], part[2][4][4];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j)
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = tap[i][j][e] = 0.0f;
+    load(0, 0, 0);
+    for (int t = 0; t < KH * KW; ++t) {
+        for (int c0 = 0; c0 < CI; c0 += BK) {
+            for (int l = 0; l < ROWS; ++l) *reinterpret_cast<float4*>(&As[row[l]][kq]) = xa[l];
+            for (int l = 0; l < WLOADS; ++l) {
+                const int q = tid + l * THREADS;
+                if (q < WQ) *reinterpret_cast<float4*>(&Bs[q / KQ][(q % KQ) * 4]) = wb[l];
+            }
+            __syncthreads();
+            if (c0 + BK < CI) load(t / KW, t % KW, c0 + BK);
+            else if (t + 1 < KH * KW) load((t + 1) / KW, (t + 1) % KW, 0);
+            if (SUMS == 2) {
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 4; ++j)
+                        for (int e = 0; e < 4; ++e) part[i][j][e] = 0.0f;
+            }
+            for (int kk = 0; kk < BK; kk += 8) {
+                unsigned abig[2][4], asmall[2][4], bbig[4][2], bsmall[4][2];
+                for (int i = 0; i < 2; ++i) {
+                    const int r = wm + i * 16 + gid;
+                    split(As[r][kk + tig], abig[i][0], asmall[i][0]);
+                    split(As[r + 8][kk + tig], abig[i][1], asmall[i][1]);
+                    split(As[r][kk + tig + 4], abig[i][2], asmall[i][2]);
+                    split(As[r + 8][kk + tig + 4], abig[i][3], asmall[i][3]);
+                }
+                for (int j = 0; j < 4; ++j) {
+                    const int n = wn + j * 8 + gid;
+                    split(Bs[n][kk + tig], bbig[j][0], bsmall[j][0]);
+                    split(Bs[n][kk + tig + 4], bbig[j][1], bsmall[j][1]);
+                }
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        float* d = SUMS == 2 ? part[i][j] : tap[i][j];
+                        mma(d, asmall[i], bbig[j]);
+                        mma(d, abig[i], bsmall[j]);
+                        mma(d, abig[i], bbig[j]);
+                    }
+            }
+            if (SUMS == 2) {
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 4; ++j)
+                        for (int e = 0; e < 4; ++e) tap[i][j][e] += part[i][j][e];
+            }
+            __syncthreads();
+        }
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 4; ++j)
+                for (int e = 0; e < 4; ++e) {
+                    acc[i][j][e] += tap[i][j][e];
+                    tap[i][j][e] = 0.0f;
+                }
+    }
+    for (int i = 0; i < 2; ++i)
+        for (int half = 0; half < 2; ++half) {
+            const int m = m0 + wm + i * 16 + gid + half * 8;
+            if (m < M) {
+                for (int j = 0; j < 4; ++j) {
+                    const int n = n0 + wn + j * 8 + tig * 2;
+                    *reinterpret_cast<float2*>(y + (size_t)m * CO + n) =
+                        make_float2(acc[i][j][half * 2], acc[i][j][half * 2 + 1]);
+                }
+            }
+        }
+"""
+
+_KERNEL: list[object] = []
+
+
+def tensor_tile(out_channels: int) -> tuple[int, int]:
+    """(BM, BN) of the tensor-core kernel: warps of 32 x 32 outputs."""
+    return (128, 32) if out_channels == 32 else (128, 64)
+
+
+def conv2d_tensor(
+    x: mx.array,
+    weight: mx.array,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    tiles: tuple[int, int] | None = None,
+    sums: int | None = None,
+) -> mx.array:
+    """`conv_kernel.conv2d` on tensor cores, three TF32 products per float32 product."""
+    batch, height, width, in_channels = x.shape
+    out_channels, kernel_h, kernel_w, _ = weight.shape
+    out_h = (height + 2 * padding[0] - kernel_h) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
+    if batch * out_h * out_w == 0:
+        return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
+    if not _KERNEL:
+        _KERNEL.append(
+            mx.fast.cuda_kernel(
+                name="wespeaker_conv2d_tf32x3",
+                input_names=["x", "w", "sizes"],
+                output_names=["y"],
+                source=TENSOR_SOURCE,
+            )
+        )
+    bm, bn = tiles or tensor_tile(out_channels)
+    threads = (bm // 32) * (bn // 32) * 32
+    blocks = -(-batch * out_h * out_w // bm)
+    sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
+    (y,) = _KERNEL[0](
+        inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32)],
+        template=[
+            ("BM", bm),
+            ("BN", bn),
+            ("BK", conv_kernel.BK),
+            ("SUMS", sums or conv_kernel.partial_sums(kernel_h * kernel_w)),
+        ],
+        grid=(blocks * threads, out_channels // bn, 1),
+        threadgroup=(threads, 1, 1),
+        output_shapes=[(batch, out_h, out_w, out_channels)],
+        output_dtypes=[mx.float32],
+    )
+    return y
+
+
+TENSOR_TILES = {32: [(128, 32), (64, 32)], 64: [(128, 64), (64, 64), (64, 128)]}  # 128 x 128: too many registers
 TENSOR_TILES[128] = TENSOR_TILES[256] = TENSOR_TILES[64]
 
 
@@ -45,9 +228,9 @@ def main() -> None:
         line = []
         for name, out in (
             ("float32 kernel", conv_kernel.conv2d(x, weight, (stride, stride), padding)),
-            ("tensor, sums 2", conv_kernel.conv2d_tensor(x, weight, (stride, stride), padding, sums=2)),
-            ("tensor, sums 1", conv_kernel.conv2d_tensor(x, weight, (stride, stride), padding, sums=1)),
-            ("tensor 64x64", conv_kernel.conv2d_tensor(x, weight, (stride, stride), padding, tiles=(64, 32))),
+            ("tensor, sums 2", conv2d_tensor(x, weight, (stride, stride), padding, sums=2)),
+            ("tensor, sums 1", conv2d_tensor(x, weight, (stride, stride), padding, sums=1)),
+            ("tensor 64 x 32", conv2d_tensor(x, weight, (stride, stride), padding, tiles=(64, 32))),
         ):
             line.append(f"{name} max {relative(out, exact):.2e} rms {rms(out, exact):.2e}")
         print(f"conv {shape} -> {out_channels}, {kernel}x{kernel} /{stride}: " + "; ".join(line), flush=True)
@@ -63,7 +246,7 @@ def main() -> None:
                 continue
             for sums in (2, 1) if kernel > 1 else (1,):
                 times[f"tensor {tiles} sums {sums}"] = milliseconds(
-                    lambda tiles=tiles, sums=sums: conv_kernel.conv2d_tensor(x, weight, (stride, stride), padding, tiles, sums)
+                    lambda tiles=tiles, sums=sums: conv2d_tensor(x, weight, (stride, stride), padding, tiles, sums)
                 )
         if "--torch" in sys.argv:
             times["PyTorch"], _ = torch_milliseconds(x, weight, stride, padding[0])

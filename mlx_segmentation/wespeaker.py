@@ -30,7 +30,7 @@ CONV_ROUTE = os.environ.get("MLX_SEGMENTATION_CONV", "auto")
 
 def route() -> str:
     """The route convolutions take now: "conv2d", "matmul", "kernel" or "blas"."""
-    if CONV_ROUTE in ("conv2d", "matmul", "kernel", "blas", "tensor"):
+    if CONV_ROUTE in ("conv2d", "matmul", "kernel", "blas"):
         return CONV_ROUTE
     if conv_kernel.on_cuda():
         return "kernel"
@@ -62,8 +62,6 @@ class Conv2d(nn.Conv2d):
             return cpu_conv.conv2d(x, self.weight)
         if chosen in ("conv2d", "blas"):
             return super().__call__(x)
-        if chosen == "tensor" and conv_kernel.applies(x, self.weight):
-            return conv_kernel.conv2d_tensor(x, self.weight, self.stride, self.padding)
         if chosen == "kernel" and conv_kernel.applies(x, self.weight):
             return conv_kernel.conv2d(x, self.weight, self.stride, self.padding)
         return unfolded_conv2d(x, self.weight, self.stride, self.padding)
