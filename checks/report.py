@@ -140,9 +140,9 @@ class EmbeddingCheckReport(ReportHeader):
         lines = [f"{'check':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'gate':>9} {'pearson':>11}  ok"]
         for c in self.components:
             lines.append(f"{c.name:<38} {_row(c)}  {_ok(c.passed)}")
-        lines.append(f"{'full model':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'min cos':>11}")
+        lines.append(f"{'full model':<38} {'|mlx-f64|':>9} {'e(f32)':>9} {'gate':>9} {'min cos':>11}")
         for c in self.full_model:
-            errors = f"{c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e}"
+            errors = f"{c.max_abs_vs_float64:>9.2e} {c.reference_float32_error:>9.2e} {c.tolerance:>9.2e}"
             lines.append(f"{c.input:<38} {errors} {c.min_cosine:>11.8f}  {_ok(c.passed)}")
         r = self.ranking
         lines.append(

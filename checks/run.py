@@ -131,11 +131,13 @@ def run_wespeaker_checks(
 
     def check_length(seconds: float) -> None:
         waveforms = speech_segments(seconds, 2)
-        full.append(embedding_check(f"speech {seconds:g} s", model, ref32, ref64, waveforms, None))
+        full.append(embedding_check(f"speech {seconds:g} s", model, ref32, ref64, waveforms, None, gates))
         frames = int(seconds * model.config.sample_rate) // 270  # a segmentation frame rate; pooling resizes them
         weights = rng.random((2, 2, frames)).astype(np.float32)
         full.append(
-            embedding_check(f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights)
+            embedding_check(
+                f"speech {seconds:g} s, 2 speakers' weights", model, ref32, ref64, waveforms, weights, gates
+            )
         )
 
     steps = [("embedding component checks on 2 segments of real speech", check_components)]

@@ -261,6 +261,31 @@ def test_references_are_pyannotes_from_pretrained(fixture_checkpoints, monkeypat
                 torch.testing.assert_close(ours(waveforms, weights=w), theirs(waveforms, weights=w), rtol=0, atol=0)
 
 
+def test_embedding_check_fails_a_model_further_from_float64_than_pyannotes_float32(
+    wespeaker_converted, fixture_checkpoints
+):
+    """An embedding that stays within the cosine gate but is off by five times pyannote float32's own error
+    fails the full-model check (a 3xTF32 tensor-core trial was that far: benchmarks/tensor_conv.py)."""
+    from checks import reference
+    from checks.embedding_metrics import MIN_COSINE, full_model_check
+    from checks.gates import Gates
+    from converter.reader import read_checkpoint
+
+    model = mlx_segmentation.load(wespeaker_converted)
+    ref32, _ = reference.wespeaker_reference(read_checkpoint(fixture_checkpoints["wespeaker"]), model.config)
+    ref64 = reference.as_float64(ref32)
+    waveforms = speech_segments(1.0, 2)
+    exact = full_model_check("speech 1 s", model, ref32, ref64, waveforms, None, Gates())
+    assert exact.passed and exact.max_abs_vs_float64 <= exact.tolerance == 2 * exact.reference_float32_error
+
+    def off(x: mx.array, weights: mx.array | None) -> mx.array:
+        out = model(x, weights)
+        return out + mx.array(np.eye(*out.shape, dtype=np.float32) * 5 * exact.reference_float32_error)
+
+    skewed = full_model_check("speech 1 s", off, ref32, ref64, waveforms, None, Gates())
+    assert skewed.min_cosine >= MIN_COSINE and skewed.max_abs_vs_float64 > skewed.tolerance and not skewed.passed
+
+
 @pytest.mark.slow
 def test_build_writes_an_embedding_model_card(wespeaker_build):
     from huggingface_hub import ModelCard
