@@ -134,7 +134,122 @@ SOURCE = """
     }
 """
 
+
+# Trial: the same sums, the tiles copied from global to shared memory by cp.async in a three-stage ring.
+PIPELINED_SOURCE = """
+    constexpr int THREADS = (BM / TM) * (BN / TN);
+    constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
+    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
+    constexpr int WQ = BK * BN / 4;                     // 16-byte copies of weights per step
+    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
+    constexpr int STAGES = 3;
+    constexpr int LA = BK + 4;                          // As rows: a pixel's BK channels, 16-byte aligned
+    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
+    const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
+    const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
+    const int M = N * HO * WO;
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.x * BM;
+    const int n0 = blockIdx.y * BN;
+    __shared__ __align__(16) float As[STAGES][BM][LA];
+    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];
+    const int kq = (tid % KQ) * 4;
+    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
+    bool valid[ROWS];
+    for (int l = 0; l < ROWS; ++l) {
+        row[l] = (tid + l * THREADS) / KQ;
+        const int m = m0 + row[l];
+        valid[l] = m < M;
+        const int mm = valid[l] ? m : 0;
+        const int n = mm / (HO * WO), rest = mm % (HO * WO);
+        base[l] = n * H * W;
+        iy0[l] = (rest / WO) * SH - PH;
+        ix0[l] = (rest % WO) * SW - PW;
+    }
+    auto copy16 = [](void* dst, const float* src, bool inside) {
+        const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
+    };
+    const int steps_per_tap = CI / BK, steps = KH * KW * steps_per_tap;
+    auto load = [&](int s) {  // step s's tiles into stage s % STAGES: tap s / steps_per_tap, its channels from c0
+        const int t = s / steps_per_tap, c0 = (s % steps_per_tap) * BK;
+        const int dy = t / KW, dx = t % KW, stage = s % STAGES;
+        for (int l = 0; l < ROWS; ++l) {
+            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
+            const bool inside = valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const float* src = inside ? x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq : x;
+            copy16(&As[stage][row[l]][kq], src, inside);
+        }
+        for (int l = 0; l < WLOADS; ++l) {
+            const int q = tid + l * THREADS;
+            const int k = q / (BN / 4), n = (q % (BN / 4)) * 4;
+            if (q < WQ) copy16(&Bs[stage][k][n], wt + (size_t)(t * CI + c0 + k) * CO + n0 + n, true);
+        }
+        asm volatile("cp.async.commit_group;");
+    };
+    const int ty = tid / (BN / TN), tx = tid % (BN / TN);
+    float acc[TM][TN], tap[TM][TN], part[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
+    load(0);
+    if (steps > 1) load(1);
+    for (int s = 0; s < steps; ++s) {
+        if (s + 1 < steps) asm volatile("cp.async.wait_group 1;");
+        else asm volatile("cp.async.wait_group 0;");
+        __syncthreads();
+        if (s + 2 < steps) load(s + 2);
+        const int stage = s % STAGES;
+        if (SUMS == 2) {
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
+        }
+        #pragma unroll
+        for (int k4 = 0; k4 < BK; k4 += 4) {
+            float4 a4[TM];
+            #pragma unroll
+            for (int i = 0; i < TM; ++i) a4[i] = *reinterpret_cast<const float4*>(&As[stage][ty + i * (BM / TM)][k4]);
+            #pragma unroll
+            for (int kk = 0; kk < 4; ++kk) {
+                float b[TN];
+                for (int j = 0; j < TN; j += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(&Bs[stage][k4 + kk][tx * TN + j]);
+                    b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
+                }
+                for (int i = 0; i < TM; ++i) {
+                    const float a = kk == 0 ? a4[i].x : kk == 1 ? a4[i].y : kk == 2 ? a4[i].z : a4[i].w;
+                    for (int j = 0; j < TN; ++j) {
+                        if (SUMS == 2) part[i][j] = fmaf(a, b[j], part[i][j]);
+                        else tap[i][j] = fmaf(a, b[j], tap[i][j]);
+                    }
+                }
+            }
+        }
+        if (SUMS == 2) {
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
+        }
+        if ((s + 1) % steps_per_tap == 0) {
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) {
+                    acc[i][j] += tap[i][j];
+                    tap[i][j] = 0.0f;
+                }
+        }
+    }
+    for (int i = 0; i < TM; ++i) {
+        const int m = m0 + ty + i * (BM / TM);  // a thread's rows interleaved: no bank conflicts reading As
+        if (m < M) {
+            for (int j = 0; j < TN; j += 4) {
+                *reinterpret_cast<float4*>(y + (size_t)m * CO + n0 + tx * TN + j) =
+                    make_float4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
+            }
+        }
+    }
+"""
+
 _KERNEL: list[object] = []
+_PIPELINED: list[object] = []
+PIPELINED = True  # trial switch
 
 
 def on_cuda() -> bool:
@@ -173,6 +288,7 @@ def conv2d(
     padding: tuple[int, int],
     tiles: tuple[int, int, int, int, int] | None = None,
     sums: int | None = None,
+    pipelined: bool | None = None,
 ) -> mx.array:
     """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
 
@@ -184,21 +300,24 @@ def conv2d(
     out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
         return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
-    if not _KERNEL:
-        _KERNEL.append(
+    pipelined = PIPELINED if pipelined is None else pipelined
+    cache = _PIPELINED if pipelined else _KERNEL
+    if not cache:
+        cache.append(
             mx.fast.cuda_kernel(
-                name="wespeaker_conv2d",
-                input_names=["x", "w", "sizes"],
+                name="wespeaker_conv2d_pipelined" if pipelined else "wespeaker_conv2d",
+                input_names=["x", "wt" if pipelined else "w", "sizes"],
                 output_names=["y"],
-                source=SOURCE,
+                source=PIPELINED_SOURCE if pipelined else SOURCE,
             )
         )
     bm, bn, tm, tn, bk = tiles or tile(out_channels)
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
     sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
-    (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32)],
+    flat = weight.reshape(out_channels, -1)
+    (y,) = cache[0](
+        inputs=[x, flat.T if pipelined else flat, mx.array(sizes, dtype=mx.int32)],
         template=[
             ("BM", bm),
             ("BN", bn),
