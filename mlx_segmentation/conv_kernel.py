@@ -2,15 +2,19 @@
 
 Each thread block computes a tile of BM output pixels by BN output channels, reading the input's patches
 straight from the (batch, height, width, channels) image (zeros outside it, for the padding) and the
-weights as (out channels, kernel height x kernel width x in channels). Each output is summed in a fixed
-order whatever the batch, in float32 fused multiply-adds: the BK products of each step apart, the steps
-of each 3 x 3 tap apart, then the taps (`SUMS`). With these short partial sums the ResNet's deepest
-layer lands 1.10e-3 from float64 on real speech, closer than pyannote's own float32 (1.63e-3); one
-running sum of up to 2,304 products drifted to 6.38e-3. Nothing is unfolded in memory, unlike
-`wespeaker.unfolded_conv2d`, and MLX's CUDA conv2d (which fails on some shapes,
-benchmarks/conv2d_oom.py) is not used. Shapes, strides and padding are arguments, not template
-parameters: MLX compiles a custom kernel anew in every process (1.3 to 2 s per instance on an H100),
-so three instances (two tiles, two sum modes) serve every convolution of the ResNet.
+weights as (kernel height x kernel width x in channels, out channels). Each step's tiles (BK input
+channels of one tap) are copied from global to shared memory by `cp.async`, two steps ahead, into a ring
+of three: no registers hold them on the way and one barrier per step suffices (the hour's embeddings on
+an H100 7.1 to 7.2 s against 7.9 s when each thread loaded the next step's tiles into registers,
+benchmarks/results/h100_pipelined_conv.log). Each output is summed in a fixed order whatever the batch,
+in float32 fused multiply-adds: the BK products of each step apart, the steps of each 3 x 3 tap apart,
+then the taps (`SUMS`). With these short partial sums the ResNet's deepest layer lands 1.10e-3 from
+float64 on real speech, closer than pyannote's own float32 (1.63e-3); one running sum of up to 2,304
+products drifted to 6.38e-3. Nothing is unfolded in memory, unlike `wespeaker.unfolded_conv2d`, and
+MLX's CUDA conv2d (which fails on some shapes, benchmarks/conv2d_oom.py) is not used. Shapes, strides
+and padding are arguments, not template parameters: MLX compiles a custom kernel anew in every process
+(1.3 to 2 s per instance on an H100), so three instances (two tiles, two sum modes) serve every
+convolution of the ResNet.
 """
 
 from __future__ import annotations
@@ -23,120 +27,6 @@ BK = 16  # input channels per step of the product (the kernel needs in_channels 
 SUMS = 2  # partial sums per step and per tap (2), or per tap only (1, 1 x 1 kernels: twice as fast there, measured)
 
 SOURCE = """
-    constexpr int THREADS = (BM / TM) * (BN / TN);
-    constexpr int KQ = BK / 4;                          // threads loading one pixel's BK channels, a float4 each
-    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread loads per step
-    constexpr int WQ = BK * BN / 4;                     // float4s of weights per step
-    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
-    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
-    const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
-    const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
-    const int KTOT = KH * KW * CI;                      // one output channel's weights
-    const int M = N * HO * WO;
-    const int tid = threadIdx.x;
-    const int m0 = blockIdx.x * BM;
-    const int n0 = blockIdx.y * BN;
-    __shared__ __align__(16) float As[BK][BM];
-    __shared__ __align__(16) float Bs[BK][BN + 4];     // 4 more: fewer bank conflicts storing it
-    const int kq = (tid % KQ) * 4;
-    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
-    bool valid[ROWS];
-    for (int l = 0; l < ROWS; ++l) {
-        row[l] = (tid + l * THREADS) / KQ;
-        const int m = m0 + row[l];
-        valid[l] = m < M;
-        const int mm = valid[l] ? m : 0;
-        const int n = mm / (HO * WO), rest = mm % (HO * WO);
-        base[l] = n * H * W;
-        iy0[l] = (rest / WO) * SH - PH;
-        ix0[l] = (rest % WO) * SW - PW;
-    }
-    float4 xa[ROWS], wb[WLOADS];  // the next step's tiles, loaded while this step's are multiplied
-    auto load = [&](int dy, int dx, int c0) {  // tap (dy, dx), input channels c0 to c0 + BK
-        for (int l = 0; l < ROWS; ++l) {
-            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
-            xa[l] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W)
-                xa[l] = *reinterpret_cast<const float4*>(x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq);
-        }
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS;
-            const size_t at = (size_t)(n0 + q / KQ) * KTOT + (dy * KW + dx) * CI + c0 + (q % KQ) * 4;
-            if (q < WQ) wb[l] = *reinterpret_cast<const float4*>(w + at);
-        }
-    };
-    const int ty = tid / (BN / TN), tx = tid % (BN / TN);
-    float acc[TM][TN], tap[TM][TN], part[TM][TN];  // the whole sum, this tap's, this step's (SUMS == 2)
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
-    load(0, 0, 0);
-    for (int t = 0; t < KH * KW; ++t) {
-        const int dy = t / KW, dx = t % KW;
-        for (int c0 = 0; c0 < CI; c0 += BK) {
-            for (int l = 0; l < ROWS; ++l) {
-                As[kq][row[l]] = xa[l].x;
-                As[kq + 1][row[l]] = xa[l].y;
-                As[kq + 2][row[l]] = xa[l].z;
-                As[kq + 3][row[l]] = xa[l].w;
-            }
-            for (int l = 0; l < WLOADS; ++l) {
-                const int q = tid + l * THREADS, n = q / KQ, k = (q % KQ) * 4;
-                if (q < WQ) {
-                    Bs[k][n] = wb[l].x;
-                    Bs[k + 1][n] = wb[l].y;
-                    Bs[k + 2][n] = wb[l].z;
-                    Bs[k + 3][n] = wb[l].w;
-                }
-            }
-            __syncthreads();
-            if (c0 + BK < CI) load(dy, dx, c0 + BK);
-            else if (t + 1 < KH * KW) load((t + 1) / KW, (t + 1) % KW, 0);
-            if (SUMS == 2) {
-                for (int i = 0; i < TM; ++i)
-                    for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
-            }
-            for (int k = 0; k < BK; ++k) {
-                float a[TM], b[TN];
-                for (int i = 0; i < TM; i += 4) {
-                    const float4 v = *reinterpret_cast<const float4*>(&As[k][ty * TM + i]);
-                    a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
-                }
-                for (int j = 0; j < TN; j += 4) {
-                    const float4 v = *reinterpret_cast<const float4*>(&Bs[k][tx * TN + j]);
-                    b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
-                }
-                for (int i = 0; i < TM; ++i)
-                    for (int j = 0; j < TN; ++j) {
-                        if (SUMS == 2) part[i][j] = fmaf(a[i], b[j], part[i][j]);
-                        else tap[i][j] = fmaf(a[i], b[j], tap[i][j]);
-                    }
-            }
-            if (SUMS == 2) {
-                for (int i = 0; i < TM; ++i)
-                    for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
-            }
-            __syncthreads();
-        }
-        for (int i = 0; i < TM; ++i)
-            for (int j = 0; j < TN; ++j) {
-                acc[i][j] += tap[i][j];
-                tap[i][j] = 0.0f;
-            }
-    }
-    for (int i = 0; i < TM; ++i) {
-        const int m = m0 + ty * TM + i;
-        if (m < M) {
-            for (int j = 0; j < TN; j += 4) {
-                *reinterpret_cast<float4*>(y + (size_t)m * CO + n0 + tx * TN + j) =
-                    make_float4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
-            }
-        }
-    }
-"""
-
-
-# Trial: the same sums, the tiles copied from global to shared memory by cp.async in a three-stage ring.
-PIPELINED_SOURCE = """
     constexpr int THREADS = (BM / TM) * (BN / TN);
     constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
     constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
@@ -248,8 +138,6 @@ PIPELINED_SOURCE = """
 """
 
 _KERNEL: list[object] = []
-_PIPELINED: list[object] = []
-PIPELINED = True  # trial switch
 
 
 def on_cuda() -> bool:
@@ -271,7 +159,8 @@ def applies(x: mx.array, weight: mx.array) -> bool:
 def tile(out_channels: int) -> tuple[int, int, int, int, int]:
     """(BM, BN, TM, TN, BK): 64 pixels by 64 channels, or 128 by 32 for 32 channels, 8 x 4 per thread.
 
-    The fastest of the tiles `benchmarks/gpu_kernels.py --sweep` tries, at the ResNet's shapes on an H200.
+    The fastest of the tiles `benchmarks/gpu_kernels.py --sweep` tries, at the ResNet's shapes on an H200 and
+    an H100. Shared memory holds 3 x 4 x (BM x (BK + 4) + BK x (BN + 4)) bytes: at most 48 KiB.
     """
     return (128, 32, 8, 4, BK) if out_channels == 32 else (64, 64, 8, 4, BK)
 
@@ -288,7 +177,6 @@ def conv2d(
     padding: tuple[int, int],
     tiles: tuple[int, int, int, int, int] | None = None,
     sums: int | None = None,
-    pipelined: bool | None = None,
 ) -> mx.array:
     """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
 
@@ -300,24 +188,21 @@ def conv2d(
     out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
         return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
-    pipelined = PIPELINED if pipelined is None else pipelined
-    cache = _PIPELINED if pipelined else _KERNEL
-    if not cache:
-        cache.append(
+    if not _KERNEL:
+        _KERNEL.append(
             mx.fast.cuda_kernel(
-                name="wespeaker_conv2d_pipelined" if pipelined else "wespeaker_conv2d",
-                input_names=["x", "wt" if pipelined else "w", "sizes"],
+                name="wespeaker_conv2d",
+                input_names=["x", "wt", "sizes"],
                 output_names=["y"],
-                source=PIPELINED_SOURCE if pipelined else SOURCE,
+                source=SOURCE,
             )
         )
     bm, bn, tm, tn, bk = tiles or tile(out_channels)
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
     sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
-    flat = weight.reshape(out_channels, -1)
-    (y,) = cache[0](
-        inputs=[x, flat.T if pipelined else flat, mx.array(sizes, dtype=mx.int32)],
+    (y,) = _KERNEL[0](
+        inputs=[x, weight.reshape(out_channels, -1).T, mx.array(sizes, dtype=mx.int32)],
         template=[
             ("BM", bm),
             ("BN", bn),
