@@ -19,6 +19,8 @@ convolution of the ResNet.
 
 from __future__ import annotations
 
+from functools import cache
+
 import mlx.core as mx
 
 from . import recurrence
@@ -144,10 +146,23 @@ def on_cuda() -> bool:
     return recurrence.gpu_backend() == "cuda"
 
 
+@cache
+def has_cp_async() -> bool:
+    """Whether the GPU has `cp.async`: compute capability 8.0 or more (Ampere on). Older GPUs convolve otherwise."""
+    info = mx.device_info(mx.gpu)
+    major = info.get("compute_capability_major")
+    if major is None:  # "sm_90", "sm_120a"
+        digits = str(info.get("architecture", "")).removeprefix("sm_").rstrip("abf")
+        major = int(digits) // 10 if digits.isdigit() else 0
+    return int(major) >= 8
+
+
 def applies(x: mx.array, weight: mx.array) -> bool:
-    """Whether the kernel handles this convolution: on CUDA, float32, in channels a multiple of 16, out of 32."""
+    """Whether the kernel handles this convolution: on CUDA from compute capability 8.0, float32, in channels a
+    multiple of 16, out of 32."""
     return (
         on_cuda()
+        and has_cp_async()
         and x.dtype == mx.float32
         and weight.dtype == mx.float32
         and weight.shape[-1] % BK == 0

@@ -129,6 +129,29 @@ def test_the_kernel_route_falls_back_to_the_product_off_cuda(monkeypatch):
     np.testing.assert_array_equal(np.array(conv(x)), np.array(product))
 
 
+@pytest.mark.parametrize(
+    ("info", "capable"),
+    [
+        ({"compute_capability_major": 9, "compute_capability_minor": 0}, True),
+        ({"compute_capability_major": 7, "compute_capability_minor": 5}, False),
+        ({"architecture": "sm_80"}, True),
+        ({"architecture": "sm_120a"}, True),
+        ({"architecture": "sm_75"}, False),
+        ({"device_name": "a GPU that names no architecture"}, False),
+    ],
+)
+def test_the_kernel_needs_a_gpu_with_cp_async(monkeypatch, info, capable):
+    """The kernel copies with `cp.async` (compute capability 8.0 on): an older GPU convolves as the unfolded product."""
+    monkeypatch.setattr(conv_kernel.mx, "device_info", lambda device=None: info)
+    monkeypatch.setattr(conv_kernel, "on_cuda", lambda: True)
+    conv_kernel.has_cp_async.cache_clear()
+    try:
+        x, weight = mx.zeros((1, 10, 7, 32)), mx.zeros((32, 3, 3, 32))
+        assert conv_kernel.has_cp_async() is capable and conv_kernel.applies(x, weight) is capable
+    finally:
+        conv_kernel.has_cp_async.cache_clear()
+
+
 def test_the_kernel_launches_nothing_for_an_empty_batch():
     """No windows, no kernel launch: an empty result of the right shape, on any device."""
     out = conv_kernel.conv2d(mx.zeros((0, 20, 9, 32)), mx.zeros((64, 3, 3, 32)), (2, 2), (1, 1))
