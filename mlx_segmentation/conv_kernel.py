@@ -151,10 +151,10 @@ def has_cp_async() -> bool:
     """Whether the GPU has `cp.async`: compute capability 8.0 or more (Ampere on). Older GPUs convolve otherwise."""
     info = mx.device_info(mx.gpu)
     major = info.get("compute_capability_major")
-    if major is None:  # "sm_90", "sm_120a"
-        digits = str(info.get("architecture", "")).removeprefix("sm_").rstrip("abf")
-        major = int(digits) // 10 if digits.isdigit() else 0
-    return int(major) >= 8
+    if isinstance(major, int):
+        return major >= 8
+    digits = str(info.get("architecture", "")).removeprefix("sm_").rstrip("abf")  # "sm_90", "sm_120a"
+    return digits.isdigit() and int(digits) >= 80
 
 
 def applies(x: mx.array, weight: mx.array) -> bool:
