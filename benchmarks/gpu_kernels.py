@@ -27,6 +27,14 @@ from mlx_segmentation import conv_kernel, pooling, recurrence, wespeaker
 from timing import timed
 
 TOLERANCE = 1e-5
+# (input shape, out channels, kernel, stride): partial thread blocks and odd sizes for the convolution kernel
+ODD_SHAPES = (
+    ((3, 80, 37, 32), 32, 3, 1),
+    ((3, 80, 37, 32), 64, 3, 2),
+    ((2, 40, 19, 64), 128, 1, 2),
+    ((5, 20, 13, 128), 128, 3, 1),
+    ((1, 10, 7, 256), 256, 3, 1),
+)
 REPEATS = 20  # timed calls per measurement
 
 
@@ -64,13 +72,7 @@ def main() -> int:
             pooling.abs_max_pool(conv, pool, 3), pool(mx.abs(conv))
         )
     if backend == "cuda":
-        for shape, out_channels, kernel, stride in (
-            ((3, 80, 37, 32), 32, 3, 1),
-            ((3, 80, 37, 32), 64, 3, 2),
-            ((2, 40, 19, 64), 128, 1, 2),
-            ((5, 20, 13, 128), 128, 3, 1),
-            ((1, 10, 7, 256), 256, 3, 1),
-        ):
+        for shape, out_channels, kernel, stride in ODD_SHAPES:
             x = mx.array(rng.normal(0, 1, shape).astype(np.float32))
             weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32))
             padding = (kernel // 2, kernel // 2)

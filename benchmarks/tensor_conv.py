@@ -20,11 +20,12 @@ import mlx_segmentation  # noqa: F401, I001
 import mlx.core as mx
 import numpy as np
 
-from gpu_kernels import CONV_SHAPES, float64_conv2d, milliseconds, relative, rms, torch_milliseconds
+from gpu_kernels import CONV_SHAPES, ODD_SHAPES, float64_conv2d, milliseconds, relative, rms, torch_milliseconds
 from mlx_segmentation import conv_kernel
 
 
-TENSOR_SOURCE = """
+TENSOR_SOURCE = (
+    """
     constexpr int WARPS_M = BM / 32, WARPS_N = BN / 32;  // each warp: 32 pixels by 32 channels
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int KQ = BK / 4;
@@ -32,29 +33,12 @@ TENSOR_SOURCE = """
     constexpr int WQ = BK * BN / 4;
     constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
     constexpr int LD = BK + 4;                           // shared rows padded: no bank conflicts reading fragments
-    const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
-    const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
-    const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
-    const int KTOT = KH * KW * CI;
-    const int M = N * HO * WO;
-    const int tid = threadIdx.x;
-    const int m0 = blockIdx.x * BM;
-    const int n0 = blockIdx.y * BN;
+    const int KTOT = sizes[7] * sizes[8] * sizes[5];
+"""
+    + conv_kernel.PIXELS
+    + """
     __shared__ __align__(16) float As[BM][LD];
     __shared__ __align__(16) float Bs[BN][LD];
-    const int kq = (tid % KQ) * 4;
-    int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
-    bool valid[ROWS];
-    for (int l = 0; l < ROWS; ++l) {
-        row[l] = (tid + l * THREADS) / KQ;
-        const int m = m0 + row[l];
-        valid[l] = m < M;
-        const int mm = valid[l] ? m : 0;
-        const int n = mm / (HO * WO), rest = mm % (HO * WO);
-        base[l] = n * H * W;
-        iy0[l] = (rest / WO) * SH - PH;
-        ix0[l] = (rest % WO) * SW - PW;
-    }
     float4 xa[ROWS], wb[WLOADS];
     auto load = [&](int dy, int dx, int c0) {
         for (int l = 0; l < ROWS; ++l) {
@@ -154,6 +138,7 @@ TENSOR_SOURCE = """
             }
         }
 """
+)
 
 _KERNEL: list[object] = []
 
@@ -213,14 +198,7 @@ TENSOR_TILES[128] = TENSOR_TILES[256] = TENSOR_TILES[64]
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    for shape, out_channels, kernel, stride in (
-        ((3, 80, 37, 32), 32, 3, 1),
-        ((3, 80, 37, 32), 64, 3, 2),
-        ((2, 40, 19, 64), 128, 1, 2),
-        ((5, 20, 13, 128), 128, 3, 1),
-        ((1, 10, 7, 256), 256, 3, 1),
-        ((4, 10, 125, 256), 256, 3, 1),
-    ):
+    for shape, out_channels, kernel, stride in (*ODD_SHAPES, ((4, 10, 125, 256), 256, 3, 1)):
         x = mx.array(rng.normal(0, 1, shape).astype(np.float32))
         weight = mx.array(rng.normal(0, 0.1, (out_channels, kernel, kernel, shape[-1])).astype(np.float32))
         padding = (kernel // 2, kernel // 2)

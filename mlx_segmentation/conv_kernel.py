@@ -28,14 +28,8 @@ from . import recurrence
 BK = 16  # input channels per step of the product (the kernel needs in_channels % 16 == 0)
 SUMS = 2  # partial sums per step and per tap (2), or per tap only (1, 1 x 1 kernels: twice as fast there, measured)
 
-SOURCE = """
-    constexpr int THREADS = (BM / TM) * (BN / TN);
-    constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
-    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
-    constexpr int WQ = BK * BN / 4;                     // 16-byte copies of weights per step
-    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
-    constexpr int STAGES = 3;
-    constexpr int LA = BK + 4;                          // As rows: a pixel's BK channels, 16-byte aligned
+# The sizes, and each thread's pixels to copy: ROWS of them, KQ threads to a pixel (the constants before it)
+PIXELS = """
     const int N = sizes[0], H = sizes[1], W = sizes[2], HO = sizes[3], WO = sizes[4];
     const int CI = sizes[5], CO = sizes[6], KH = sizes[7], KW = sizes[8];
     const int SH = sizes[9], SW = sizes[10], PH = sizes[11], PW = sizes[12];
@@ -43,8 +37,6 @@ SOURCE = """
     const int tid = threadIdx.x;
     const int m0 = blockIdx.x * BM;
     const int n0 = blockIdx.y * BN;
-    __shared__ __align__(16) float As[STAGES][BM][LA];
-    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];
     const int kq = (tid % KQ) * 4;
     int row[ROWS], base[ROWS], iy0[ROWS], ix0[ROWS];
     bool valid[ROWS];
@@ -58,6 +50,22 @@ SOURCE = """
         iy0[l] = (rest / WO) * SH - PH;
         ix0[l] = (rest % WO) * SW - PW;
     }
+"""
+
+SOURCE = (
+    """
+    constexpr int THREADS = (BM / TM) * (BN / TN);
+    constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
+    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
+    constexpr int WQ = BK * BN / 4;                     // 16-byte copies of weights per step
+    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
+    constexpr int STAGES = 3;
+    constexpr int LA = BK + 4;                          // As rows: a pixel's BK channels, 16-byte aligned
+"""
+    + PIXELS
+    + """
+    __shared__ __align__(16) float As[STAGES][BM][LA];
+    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];
     auto copy16 = [](void* dst, const float* src, bool inside) {
         const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
@@ -138,6 +146,7 @@ SOURCE = """
         }
     }
 """
+)
 
 _KERNEL: list[object] = []
 
