@@ -157,32 +157,20 @@ def conv2d_tensor(
     sums: int | None = None,
 ) -> mx.array:
     """`conv_kernel.conv2d` on tensor cores, three TF32 products per float32 product."""
-    batch, height, width, in_channels = x.shape
-    out_channels, kernel_h, kernel_w, _ = weight.shape
-    out_h = (height + 2 * padding[0] - kernel_h) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
-    if batch * out_h * out_w == 0:
-        return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
+    sizes = conv_kernel.kernel_sizes(x, weight, stride, padding)
+    batch, out_h, out_w, out_channels, taps = sizes[0], sizes[3], sizes[4], sizes[6], sizes[7] * sizes[8]
     if not _KERNEL:
-        _KERNEL.append(
-            mx.fast.cuda_kernel(
-                name="wespeaker_conv2d_tf32x3",
-                input_names=["x", "w", "sizes"],
-                output_names=["y"],
-                source=TENSOR_SOURCE,
-            )
-        )
+        _KERNEL.append(conv_kernel.compile_kernel("wespeaker_conv2d_tf32x3", "w", TENSOR_SOURCE))
     bm, bn = tiles or tensor_tile(out_channels)
     threads = (bm // 32) * (bn // 32) * 32
     blocks = -(-batch * out_h * out_w // bm)
-    sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
     (y,) = _KERNEL[0](
         inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32)],
         template=[
             ("BM", bm),
             ("BN", bn),
             ("BK", conv_kernel.BK),
-            ("SUMS", sums or conv_kernel.partial_sums(kernel_h * kernel_w)),
+            ("SUMS", sums or conv_kernel.partial_sums(taps)),
         ],
         grid=(blocks * threads, out_channels // bn, 1),
         threadgroup=(threads, 1, 1),

@@ -195,6 +195,21 @@ def partial_sums(taps: int) -> int:
     return SUMS if taps > 1 else 1
 
 
+def compile_kernel(name: str, weights: str, source: str) -> object:
+    """An MLX CUDA kernel of a convolution's `source`: inputs x, the weights (named `weights`) and `kernel_sizes`."""
+    return mx.fast.cuda_kernel(name=name, input_names=["x", weights, "sizes"], output_names=["y"], source=source)
+
+
+def kernel_sizes(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> list[int]:
+    """The kernels' `sizes`: batch, height, width, out height, out width, in and out channels, kernel height and
+    width, strides, paddings, for channels-last x (N, H, W, in) and weight (out, kh, kw, in)."""
+    batch, height, width, in_channels = x.shape
+    out_channels, kernel_h, kernel_w, _ = weight.shape
+    out_h = (height + 2 * padding[0] - kernel_h) // stride[0] + 1
+    out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
+    return [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
+
+
 def conv2d(
     x: mx.array,
     weight: mx.array,
@@ -207,25 +222,15 @@ def conv2d(
 
     `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them).
     """
-    batch, height, width, in_channels = x.shape
-    out_channels, kernel_h, kernel_w, _ = weight.shape
-    out_h = (height + 2 * padding[0] - kernel_h) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - kernel_w) // stride[1] + 1
+    sizes = kernel_sizes(x, weight, stride, padding)
+    batch, out_h, out_w, out_channels, taps = sizes[0], sizes[3], sizes[4], sizes[6], sizes[7] * sizes[8]
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
         return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
     if not _KERNEL:
-        _KERNEL.append(
-            mx.fast.cuda_kernel(
-                name="wespeaker_conv2d",
-                input_names=["x", "wt", "sizes"],
-                output_names=["y"],
-                source=SOURCE,
-            )
-        )
+        _KERNEL.append(compile_kernel("wespeaker_conv2d", "wt", SOURCE))
     bm, bn, tm, tn, bk = tiles or tile(out_channels)
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
-    sizes = [batch, height, width, out_h, out_w, in_channels, out_channels, kernel_h, kernel_w, *stride, *padding]
     (y,) = _KERNEL[0](
         inputs=[x, weight.reshape(out_channels, -1).T, mx.array(sizes, dtype=mx.int32)],
         template=[
@@ -234,7 +239,7 @@ def conv2d(
             ("TM", tm),
             ("TN", tn),
             ("BK", bk),
-            ("SUMS", sums or partial_sums(kernel_h * kernel_w)),
+            ("SUMS", sums or partial_sums(taps)),
         ],
         grid=(blocks * threads, out_channels // bn, 1),
         threadgroup=(threads, 1, 1),

@@ -152,6 +152,48 @@ def test_the_kernel_needs_a_gpu_with_cp_async(monkeypatch, info, capable):
         conv_kernel.has_cp_async.cache_clear()
 
 
+@pytest.mark.parametrize(
+    ("shape", "out_channels", "kernel", "stride", "launch"),
+    [
+        ((3, 80, 37, 32), 32, 3, 1, ((128, 32, 8, 4, 16, 2), (70 * 128, 1, 1), (128, 1, 1), (3, 80, 37, 32))),
+        ((3, 80, 37, 32), 64, 3, 2, ((64, 64, 8, 4, 16, 2), (36 * 128, 1, 1), (128, 1, 1), (3, 40, 19, 64))),
+        ((2, 40, 19, 64), 128, 1, 2, ((64, 64, 8, 4, 16, 1), (7 * 128, 2, 1), (128, 1, 1), (2, 20, 10, 128))),
+    ],
+)
+def test_the_kernel_is_launched_with_its_sizes_tiles_and_grid(monkeypatch, shape, out_channels, kernel, stride, launch):
+    """What `conv2d` hands MLX's CUDA kernel (checked here with a stand-in; the kernel itself runs on CUDA only):
+    the sizes, the weights as (taps x in, out), the tile and sum mode, one thread block per BM output pixels."""
+    calls = []
+
+    def stand_in(**arguments):
+        calls.append(arguments)
+        return [mx.zeros(arguments["output_shapes"][0])]
+
+    monkeypatch.setattr(conv_kernel, "_KERNEL", [stand_in])
+    x = mx.zeros(shape)
+    weight = mx.array(np.arange(out_channels * kernel * kernel * shape[-1], dtype=np.float32)).reshape(
+        out_channels, kernel, kernel, shape[-1]
+    )
+    padding = (kernel // 2, kernel // 2)
+    out = conv_kernel.conv2d(x, weight, (stride, stride), padding)
+    (call,) = calls
+    template, grid, threadgroup, output_shape = launch
+    out_h, out_w = output_shape[1:3]
+    expected_sizes = [shape[0], shape[1], shape[2], out_h, out_w, shape[3], out_channels, kernel, kernel]
+    assert np.array(call["inputs"][2]).tolist() == expected_sizes + [stride, stride, *padding]
+    np.testing.assert_array_equal(np.array(call["inputs"][1]), np.array(weight).reshape(out_channels, -1).T)
+    assert [value for _, value in call["template"]] == list(template)
+    assert call["grid"] == grid and call["threadgroup"] == threadgroup
+    assert out.shape == output_shape == tuple(call["output_shapes"][0])
+
+
+@pytest.mark.skipif(conv_kernel.on_cuda(), reason="on CUDA the kernel compiles: the GPU benchmarks run it")
+def test_mlx_takes_the_kernels_arguments():
+    """MLX binds `compile_kernel`'s arguments, then finds no CUDA back-end on this CPU (a wrong name fails first)."""
+    with pytest.raises(RuntimeError, match="No CUDA back-end"):
+        conv_kernel.compile_kernel("wespeaker_conv2d", "wt", conv_kernel.SOURCE)
+
+
 def test_the_kernel_launches_nothing_for_an_empty_batch():
     """No windows, no kernel launch: an empty result of the right shape, on any device."""
     out = conv_kernel.conv2d(mx.zeros((0, 20, 9, 32)), mx.zeros((64, 3, 3, 32)), (2, 2), (1, 1))
