@@ -63,7 +63,7 @@ def full_model_check(
     ).astype(np.float64)
     cosine = float(cosines(ours, out32).min())
     error, reference_error = float(np.abs(ours - out64).max()), float(np.abs(out32 - out64).max())
-    tolerance = max(gates.exactness_factor * reference_error, gates.exactness_floor)
+    tolerance = gates.tolerance(reference_error)
     return EmbeddingCheck(
         input=name,
         shape=list(ours.shape),

@@ -23,6 +23,10 @@ class Gates(BaseModel):
     min_correlation: float = 0.99999
     max_decision_mismatch_rate: float = 0.0
 
+    def tolerance(self, reference_error: float, floor_scale: float = 1.0) -> float:
+        """max(exactness_factor * reference_error, exactness_floor * floor_scale): max |MLX - float64|'s gate."""
+        return max(self.exactness_factor * reference_error, self.exactness_floor * floor_scale)
+
 
 # float16 and bfloat16 compute in that dtype (instance-norm statistics excepted): they cannot be
 # exact, so their gates bound the drift a user would notice instead.

@@ -94,8 +94,7 @@ def compare(
     e = float(np.abs(p32 - p64).max())
     perturbed = [np.asarray(p, dtype=np.float64) for p in perturbed]
     c = max((float(np.abs(probabilities(p) - p64).max()) for p in perturbed), default=0.0)
-    floor = gates.exactness_floor * (max(1.0, float(np.abs(p64).max())) if relative_floor else 1.0)
-    tolerance = max(gates.exactness_factor * max(e, c), floor)
+    tolerance = gates.tolerance(max(e, c), max(1.0, float(np.abs(p64).max())) if relative_floor else 1.0)
     error = float(np.abs(p_ours - p64).max())
     pearson, cosine = _correlation(ours.ravel(), ref32.ravel())
     pearson_64, _ = _correlation(ours.ravel(), ref64.ravel())
