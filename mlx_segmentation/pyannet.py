@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import cpu_blas, cpu_conv, recurrence
+from . import cpu_blas, cpu_conv, recurrence, sinc_kernel
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
@@ -155,6 +155,8 @@ class SincNet(nn.Module):
         on_cpu = cpu_conv.applies_1d(inputs, conv)  # a tile of frames at a time on the CPU's cores
         if c == 0 and on_cpu:  # the sinc filters' |output| max-pooled in the tiles
             pooled = parts(cpu_conv.conv1d(inputs, conv.weight, conv.stride, pool=POOL))
+        elif c == 0 and sinc_kernel.applies(inputs, conv.weight, conv.stride, POOL):  # the same in one CUDA kernel
+            pooled = parts(sinc_kernel.conv_abs_max_pool(inputs, conv.weight, conv.stride, POOL))
         elif c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(conv(inputs), self.pool1d[c], POOL))
         else:
