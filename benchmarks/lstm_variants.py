@@ -72,7 +72,11 @@ def main(batches: list[int], steps: int) -> None:
                 def call() -> mx.array:
                     return recurrence.run(projected, Wh, zeros, zeros)[0]
 
-                milliseconds = timed(lambda: mx.eval(call()), 10) * 1000
+                try:
+                    milliseconds = timed(lambda: mx.eval(call()), 10) * 1000
+                except RuntimeError as error:  # tile 16: more registers than a block of 512 threads may have
+                    print(f"batch {batch}, {name}, tile {tile}: failed, {str(error)[:90]}", flush=True)
+                    continue
                 out = np.array(call())
                 reference = out if reference is None else reference
                 difference = np.abs(out - reference).max() / np.abs(reference).max()
