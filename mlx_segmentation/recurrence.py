@@ -51,8 +51,11 @@ CUDA_SOURCE = """
     for (int k = 0; k < R; ++k) w_r[k] = w[k * G + j];
     for (int step = 0; step < T; ++step) {
         const int t = d == 0 ? step : T - 1 - step;
-        float acc[TILE];
-        for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
+        float acc[TILE], xv[TILE];  // xv: this step's input projections, loaded before the product (EARLY)
+        for (int b = 0; b < TILE; ++b) {
+            acc[b] = 0.0f;
+            if (EARLY) xv[b] = b0 + b < B ? xg[(((size_t)d * B + b0 + b) * T + t) * G + j] : 0.0f;
+        }
         for (int k = 0; k < R; k += 4) {
             for (int b = 0; b < TILE; ++b) {
                 const float4 hv = *reinterpret_cast<const float4*>(&h_s[b][k]);
@@ -60,15 +63,21 @@ CUDA_SOURCE = """
                 acc[b] = fmaf(hv.w, wk[3], fmaf(hv.z, wk[2], fmaf(hv.y, wk[1], fmaf(hv.x, wk[0], acc[b]))));
             }
         }
-        for (int k = R; k < H; k += 4) {
+        auto rows4 = [&](int k) {  // four rows of the column read from memory
             const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
             for (int b = 0; b < TILE; ++b) {
                 const float4 hv = *reinterpret_cast<const float4*>(&h_s[b][k]);
                 acc[b] = fmaf(hv.w, w3, fmaf(hv.z, w2, fmaf(hv.y, w1, fmaf(hv.x, w0, acc[b]))));
             }
+        };
+        if (EARLY) {  // unrolled: the loads of eight iterations in flight at once
+            #pragma unroll 8
+            for (int k = R; k < H; k += 4) rows4(k);
+        } else {
+            for (int k = R; k < H; k += 4) rows4(k);
         }
         for (int b = 0; b < TILE; ++b) {
-            if (b0 + b < B) g_s[b][j] = xg[(((size_t)d * B + b0 + b) * T + t) * G + j] + acc[b];
+            if (b0 + b < B) g_s[b][j] = (EARLY ? xv[b] : xg[(((size_t)d * B + b0 + b) * T + t) * G + j]) + acc[b];
         }
         __syncthreads();
         for (int p = 0; p < P; ++p) {
@@ -119,8 +128,11 @@ METAL_SOURCE = """
     const device float* w = whT + size_t(d) * H * G;
     for (int step = 0; step < T; ++step) {
         const int t = d == 0 ? step : T - 1 - step;
-        float acc[TILE];
-        for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
+        float acc[TILE], xv[TILE];  // xv: this step's input projections, loaded before the product (EARLY)
+        for (int b = 0; b < TILE; ++b) {
+            acc[b] = 0.0f;
+            if (EARLY) xv[b] = b0 + b < B ? xg[(((size_t)d * B + b0 + b) * T + t) * G + j] : 0.0f;
+        }
         for (int k = 0; k < H; k += 4) {
             const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
             for (int b = 0; b < TILE; ++b) {
@@ -176,6 +188,8 @@ def gpu_backend() -> str | None:
 # value is ignored. MLX_SEGMENTATION_LSTM_REGISTERS=0, 32 or 64 forces the weight rows CUDA keeps in registers.
 TILE = {"1": 1, "2": 2, "4": 4, "8": 8, "16": 16}.get(os.environ.get("MLX_SEGMENTATION_LSTM_TILE", ""), 0)
 REGISTERS = {"0": 0, "32": 32, "64": 64}.get(os.environ.get("MLX_SEGMENTATION_LSTM_REGISTERS", ""), -1)
+# MLX_SEGMENTATION_LSTM_EARLY=0 or 1 forces CUDA's early loads (`_early_loads`) off or on.
+EARLY = {"0": 0, "1": 1}.get(os.environ.get("MLX_SEGMENTATION_LSTM_EARLY", ""), -1)
 
 
 def _tile(backend: str, hidden: int, batch: int) -> int | None:
@@ -209,6 +223,19 @@ def _register_rows(hidden: int, tile: int) -> int:
     """
     rows = REGISTERS if REGISTERS >= 0 else (64 if tile <= 4 and hidden <= 128 else 0)
     return min(rows, hidden)
+
+
+def _early_loads(tile: int, rows: int) -> bool:
+    """Whether each CUDA step loads its input projections before the product with h and unrolls the product's loop
+    over the weight rows read from memory (the same sums in the same order): on, but for tile 4 with register rows.
+
+    One layer of 589 steps on an H100 (benchmarks/results/h100_lstm_variants.log), on against off: batch 32 (tile
+    1) 1.03 against 1.27 ms, 128 (tile 2) 1.42 against 1.96, 1024 (tile 8) 9.50 against 12.18. With 4 windows per
+    block and 64 rows in registers it needs more registers than a block of 512 threads may have.
+    """
+    if EARLY >= 0:
+        return bool(EARLY)
+    return rows == 0 or tile <= 2
 
 
 def kernel_applies(hidden: int, dtype: mx.Dtype) -> bool:
@@ -301,6 +328,7 @@ def _run_kernel(
     directions, batch, steps, gates = projected.shape
     hidden = gates // 4
     tile = _tile(backend, hidden, batch)
+    rows = _register_rows(hidden, tile)
     if backend not in _KERNELS:
         make = mx.fast.cuda_kernel if backend == "cuda" else mx.fast.metal_kernel
         _KERNELS[backend] = make(
@@ -313,7 +341,7 @@ def _run_kernel(
     out, hn, cn = _KERNELS[backend](
         inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch, steps], dtype=mx.int32)],
         template=[("D", directions), ("H", hidden), ("TILE", tile)]
-        + ([("R", _register_rows(hidden, tile))] if backend == "cuda" else []),
+        + ([("R", rows), ("EARLY", int(_early_loads(tile, rows)))] if backend == "cuda" else []),
         grid=(-(-batch // tile) * gates, directions, 1),
         threadgroup=(gates, 1, 1),
         output_shapes=[(batch, steps, directions * hidden), state_shape, state_shape],
