@@ -5,7 +5,9 @@
 Converts the checkpoint (no checks), then for each batch size times, two runs each, with peak GPU memory:
 the runtime's speech detection (`inference.segment`); the same windows' forwards alone (uploaded and run as
 the runtime runs them, one `Parts` for all, nothing read back); the forwards with their per-speaker
-activity read back to the host (`inference.window_outputs`) but not aggregated; then the runtime's
+activity read back to the host (`inference.window_outputs`) but not aggregated; the forwards alone on
+windows uploaded before (views of each batch's span, as the runtime's), on contiguous copies of them, and
+on the first batch's windows again and again; then the runtime's
 speech detection with SincNet in larger parts (`pyannet.SINCNET_CHUNK_SAMPLES`) and with more parts in
 flight (`inference.PARTS_AHEAD_WINDOWS`).
 """
@@ -66,6 +68,20 @@ def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
                 mx.async_eval(out)
             mx.eval(out)
 
+        def forwards_of(inputs: list[mx.array]) -> None:
+            parts = Parts(ahead=inference.parts_ahead(batch))
+            out = None
+            for x in inputs:
+                out = model(x, parts=parts)
+                mx.async_eval(out)
+            mx.eval(out)
+
+        source = audio()
+        sliding = inference.model_windows(model, source)
+        uploaded = [sliding.windows(window_batch) for window_batch in sliding.batches(source.blocks(), batch)]
+        contiguous = [mx.contiguous(x) for x in uploaded]
+        mx.eval(uploaded, contiguous)
+
         def read_back() -> None:
             source = audio()
             for _ in inference.window_outputs(model, source, inference.model_windows(model, source), batch_size=batch):
@@ -75,6 +91,13 @@ def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
         measure(f"{name}, the runtime's speech detection", detect)
         measure(f"{name}, the forwards alone", forwards_only)
         measure(f"{name}, the forwards with their outputs read back", read_back)
+        measure(f"{name}, the forwards alone, their windows uploaded before", lambda: forwards_of(uploaded))
+        measure(f"{name}, the forwards alone, their windows contiguous", lambda: forwards_of(contiguous))
+        measure(
+            f"{name}, raw windows, the first batch's {len(uploaded)} times",
+            lambda: forwards_of([contiguous[0]] * len(uploaded)),
+        )
+        del uploaded, contiguous
         chunk = pyannet.SINCNET_CHUNK_SAMPLES
         for samples_per_part in (chunk * 4, chunk * 16):
             pyannet.SINCNET_CHUNK_SAMPLES = samples_per_part
