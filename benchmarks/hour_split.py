@@ -97,7 +97,8 @@ def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
             f"{name}, raw windows, the first batch's {len(uploaded)} times",
             lambda: forwards_of([contiguous[0]] * len(uploaded)),
         )
-        del uploaded, contiguous
+        uploaded.clear()  # before the runs below: their peaks would count these
+        contiguous.clear()
         chunk = pyannet.SINCNET_CHUNK_SAMPLES
         for samples_per_part in (chunk * 4, chunk * 16):
             pyannet.SINCNET_CHUNK_SAMPLES = samples_per_part
