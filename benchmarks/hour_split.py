@@ -3,8 +3,7 @@
     python benchmarks/hour_split.py SEGMENTATION_CHECKPOINT [BATCH ...] [--minutes 60]
 
 Converts the checkpoint (no checks), then for each batch size times, two runs each, with peak GPU memory:
-the runtime's speech detection (`inference.segment`), and the same without `windows.uploaded_ahead`; the
-same windows' forwards alone (uploaded and run as
+the runtime's speech detection (`inference.segment`); the same windows' forwards alone (uploaded and run as
 the runtime runs them, one `Parts` for all, nothing read back); the forwards with their per-speaker
 activity read back to the host (`inference.window_outputs`) but not aggregated; the forwards alone on
 windows uploaded before (views of each batch's span, as the runtime's), on contiguous copies of them, and
@@ -28,7 +27,6 @@ import numpy as np
 from checks.audio import long_recording
 from converter.build import build
 from mlx_segmentation import inference, pyannet
-from mlx_segmentation import windows as engine
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.parts import Parts
 
@@ -91,10 +89,6 @@ def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
 
         detect()  # warm-up: kernels compiled, buffers cached
         measure(f"{name}, the runtime's speech detection", detect)
-        upload = engine.uploaded_ahead
-        engine.uploaded_ahead = lambda batches: batches
-        measure(f"{name}, the runtime's speech detection, no upload ahead", detect)
-        engine.uploaded_ahead = upload
         measure(f"{name}, the forwards alone", forwards_only)
         measure(f"{name}, the forwards with their outputs read back", read_back)
         measure(f"{name}, the forwards alone, their windows uploaded before", lambda: forwards_of(uploaded))

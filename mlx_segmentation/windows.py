@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import mlx.core as mx
@@ -45,7 +44,6 @@ class WindowBatch:
     count: int
     total: int  # samples of the recording read so far (its length, once the last batch is out)
     padding: int = 0  # zeros after the recording's end (only in the last, padded window)
-    uploaded: mx.array | None = None  # the span as an MLX array, once `uploaded_ahead` has made it
 
 
 @dataclass(frozen=True)
@@ -125,42 +123,7 @@ def window_batches(
 
 def windows(batch: WindowBatch, window_size: int, step_size: int) -> mx.array:
     """The batch's windows, (count, window_size), as a view of its span on the device."""
-    span = mx.array(batch.span) if batch.uploaded is None else batch.uploaded
-    return mx.as_strided(span, (batch.count, window_size), (step_size, 1))
-
-
-def on_gpu() -> bool:
-    return mx.default_device().type == mx.DeviceType.gpu
-
-
-@cache
-def upload_stream() -> mx.Stream:
-    """The GPU stream on which `uploaded_ahead` moves spans to the device beside the forwards."""
-    return mx.new_stream(mx.gpu)
-
-
-def uploaded_ahead(batches: Iterator[WindowBatch]) -> Iterator[WindowBatch]:
-    """The batches, each one's span made an MLX array and moved to the GPU while the batch before is computed.
-
-    On CUDA an array made from numpy lives in managed memory until a kernel first reads it; that first
-    reading moves it at about 1.3 GB/s, which stalled the forward reading it (an hour of speech: 0.18 s of
-    0.76 s at batch 1024 on an H100, benchmarks/results/h100_hour_split_inputs.log). Here a reduction over
-    the span reads it first, on a stream of its own, while the previous batch's forward runs; the forward
-    then reads the same array (the same values: nothing is computed from the reduction). Elsewhere the
-    batches pass unchanged.
-    """
-    if not on_gpu():
-        yield from batches
-        return
-    previous = None
-    for batch in batches:
-        batch.uploaded = mx.array(batch.span)
-        mx.async_eval(mx.max(batch.uploaded, stream=upload_stream()))
-        if previous is not None:
-            yield previous
-        previous = batch
-    if previous is not None:
-        yield previous
+    return mx.as_strided(mx.array(batch.span), (batch.count, window_size), (step_size, 1))
 
 
 def slide(
@@ -170,13 +133,12 @@ def slide(
 
     `forward(batch)` returns the batch's outputs, (count, ...), as an `mx.array` (evaluated here
     asynchronously) or anything `np.asarray` reads. The next batch's forward is started before a
-    batch's outputs are read and handed over, so the device runs batch i + 1 while the host handles batch i;
-    on a GPU the batch after it is read and uploaded meanwhile (`uploaded_ahead`).
+    batch's outputs are read and handed over, so the device runs batch i + 1 while the host handles batch i.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     pending = None
-    for batch in uploaded_ahead(sliding.batches(blocks, batch_size)):
+    for batch in sliding.batches(blocks, batch_size):
         outputs = forward(batch)
         if isinstance(outputs, mx.array):
             mx.async_eval(outputs)

@@ -276,37 +276,6 @@ def test_forward_in_parts_holds_less_memory(models, monkeypatch):
     assert peaks[1] < 0.85 * peaks[None], peaks
 
 
-def test_uploaded_ahead_reads_the_next_batch_first_and_changes_nothing(monkeypatch):
-    """On a GPU each batch's span is uploaded (and read on a stream of its own) while the batch before is
-    computed: the batches come one read ahead, each with its span as an MLX array, and `slide` gives the same
-    outputs. Run here on the CPU, with the GPU's path forced."""
-    from mlx_segmentation import windows as engine
-
-    def cut(read: list[int]):
-        for k, batch in enumerate(SlidingWindows.of(5.0, 0.5, 16000).batches(iter([audio]), 4)):
-            read.append(k)
-            yield batch
-
-    audio = np.random.default_rng(0).normal(size=16000 * 12).astype(np.float32)
-    monkeypatch.setattr(engine, "on_gpu", lambda: True)
-    monkeypatch.setattr(engine, "upload_stream", lambda: mx.new_stream(mx.cpu))
-    read: list[int] = []
-    for k, batch in enumerate(engine.uploaded_ahead(cut(read))):
-        assert read == list(range(min(k + 2, 4)))  # this batch and the next one read before this one is handed over
-        np.testing.assert_array_equal(np.array(batch.uploaded), batch.span)
-    sliding = SlidingWindows.of(5.0, 0.5, 16000)
-
-    def forward(batch):
-        return mx.sum(sliding.windows(batch), axis=1)
-
-    ahead = [np.array(o) for _, o in slide(sliding, iter([audio]), forward, 4)]
-    monkeypatch.setattr(engine, "on_gpu", lambda: False)
-    plain = [np.array(o) for _, o in slide(sliding, iter([audio]), forward, 4)]
-    assert len(ahead) == len(plain) == 4
-    for a, b in zip(ahead, plain, strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_slide_runs_the_next_batch_before_handing_over_this_one():
     """The device overlap: batch i + 1's forward is started before batch i's outputs reach the caller."""
     events = []
