@@ -5,11 +5,12 @@
 Converts the checkpoint (no checks), cuts windows of the model's duration from real speech, then for each
 batch prints the median milliseconds of the whole forward (in parts, as the runtime) and of each of its
 pieces alone on its own inputs: the input's normalisation, each SincNet stage's convolution, pooling and
-normalisation (SincNet's pieces on one part of `pyannet.SINCNET_CHUNK_SAMPLES` samples, then times the parts
-per batch), the first stage's convolution, |.| and pooling as `sinc_kernel`'s one kernel, each LSTM layer's
-input projections and recurrence, and the feed-forward head. It compares the fused kernel's output with the
-two operations' and both with float64. Then an hour of speech through speech detection at each batch, with
-the fused kernel and without (two runs each, alternating): seconds and peak memory.
+normalisation (SincNet's pieces on one part of `pyannet.SINCNET_CHUNK_SAMPLES` samples, then times the
+parts per batch), the first stage's convolution, |.| and pooling as `sinc_kernel`'s one kernel, the second
+stage's convolution through `conv_kernel` too, each LSTM layer's input projections and recurrence, and the
+feed-forward head. It compares the kernels' outputs with MLX's operations' and both with float64. Then an
+hour of speech through speech detection at each batch, with the fused sinc kernel and without (two runs
+each, alternating), and with the second stage's `conv_kernel` too: seconds and peak memory.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -27,7 +28,7 @@ import numpy as np
 
 from checks.audio import long_recording
 from converter.build import build
-from mlx_segmentation import pyannet, recurrence, sinc_kernel
+from mlx_segmentation import conv_kernel, pyannet, recurrence, sinc_kernel
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
 from mlx_segmentation.parts import Parts
@@ -91,8 +92,18 @@ def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
     for c in range(len(sincnet.conv1d)):
         if c > 0:
             conv = sincnet.conv1d[c]
-            show(f"stage {c} convolution", ms(lambda: conv(outputs)), True)
+            show(f"stage {c} convolution (MLX conv1d)", ms(lambda: conv(outputs)), True)
             convolved = conv(outputs)
+            if conv_kernel.applies_1d(outputs, conv.weight):
+                kernel = lambda: conv_kernel.conv1d(outputs, conv.weight) + conv.bias  # noqa: E731
+                show(f"stage {c} convolution (conv_kernel)", ms(kernel), True)
+                x64 = np.array(outputs[:COMPARED], np.float64)
+                w64 = np.array(conv.weight, np.float64)  # (out, taps, in)
+                frames = np.lib.stride_tricks.sliding_window_view(x64, w64.shape[1], axis=1)  # (b, t, in, taps)
+                exact = np.einsum("btik,oki->bto", frames, w64) + np.array(conv.bias, np.float64)
+                for name, ours in (("conv_kernel", kernel()), ("MLX conv1d", convolved)):
+                    distance = np.abs(np.array(ours[:COMPARED], np.float64) - exact).max() / np.abs(exact).max()
+                    print(f"batch {batch}, stage {c} {name} from float64: {distance:.2e} of the output's scale")
             show(f"stage {c} max-pool", ms(lambda: sincnet.pool1d[c](convolved)), True)
             outputs = sincnet.pool1d[c](convolved)
             mx.eval(outputs)
@@ -127,25 +138,27 @@ def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
 
 
 def hour(model: pyannet.PyanNet, batch: int, minutes: float) -> None:
-    """Speech detection over `minutes` of speech with the fused kernel and without, two runs each, alternating."""
+    """Speech detection over `minutes` of speech with both kernels, the sinc kernel only and neither (two runs each,
+    alternating)."""
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
-    applies = sinc_kernel.applies
+    sinc_applies, conv_applies = sinc_kernel.applies, conv_kernel.applies_1d
+    settings = [("both kernels", True, True), ("the sinc kernel only", True, False), ("MLX's conv1d", False, False)]
     for run in range(2):
-        for fused in (True, False):
-            sinc_kernel.applies = applies if fused else (lambda *args: False)
+        for how, sinc, conv in settings:
+            sinc_kernel.applies = sinc_applies if sinc else (lambda *args: False)
+            conv_kernel.applies_1d = conv_applies if conv else (lambda *args: False)
             mx.synchronize()
             mx.clear_cache()
             mx.reset_peak_memory()
             start = time.perf_counter()
             result = segment(model, open_audio(samples, 16000, source_rate=16000), batch_size=batch)
             seconds = time.perf_counter() - start
-            how = "fused sinc kernel" if fused else "MLX conv1d + pool"
             print(
                 f"{minutes:g} min at batch {batch}, {how}, run {run + 1}: {seconds:.3f} s, "
                 f"peak {mx.get_peak_memory() / 2**20:.0f} MiB, speech sum {float(result.speech.sum()):.6f}",
                 flush=True,
             )
-    sinc_kernel.applies = applies
+    sinc_kernel.applies, conv_kernel.applies_1d = sinc_applies, conv_applies
 
 
 def main(checkpoint: Path, batches: list[int], minutes: float) -> None:

@@ -247,3 +247,25 @@ def conv2d(
         output_dtypes=[mx.float32],
     )
     return y
+
+
+def applies_1d(x: mx.array, weight: mx.array) -> bool:
+    """Whether `conv1d` computes this 1-d convolution: x (batch, time, in), weight (out, taps, in), as `applies`
+    but for any number of out channels (padded to a multiple of 32)."""
+    return (
+        on_cuda()
+        and has_cp_async()
+        and x.dtype == weight.dtype == mx.float32
+        and x.ndim == weight.ndim == 3
+        and x.shape[2] == weight.shape[2]
+        and weight.shape[2] % BK == 0
+        and x.shape[1] >= weight.shape[1]
+    )
+
+
+def conv1d(x: mx.array, weight: mx.array) -> mx.array:
+    """mx.conv1d(x, weight) (stride 1, no padding, no bias) through the kernel, as a convolution of height 1; the
+    out channels padded with zero filters to a multiple of 32, their outputs dropped."""
+    out_channels = weight.shape[0]
+    padded = mx.pad(weight, [(0, -out_channels % 32), (0, 0), (0, 0)])
+    return conv2d(x[:, None], padded[:, None], (1, 1), (0, 0))[:, 0, :, :out_channels]

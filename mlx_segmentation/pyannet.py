@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import cpu_blas, cpu_conv, recurrence, sinc_kernel
+from . import conv_kernel, cpu_blas, cpu_conv, recurrence, sinc_kernel
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
@@ -160,7 +160,12 @@ class SincNet(nn.Module):
         elif c == 0:  # the sinc filters' output, the largest activation, released once pooled
             pooled = parts(abs_max_pool(conv(inputs), self.pool1d[c], POOL))
         else:
-            convolved = cpu_conv.conv1d(inputs, conv.weight, conv.stride) + conv.bias if on_cpu else conv(inputs)
+            if on_cpu:
+                convolved = cpu_conv.conv1d(inputs, conv.weight, conv.stride) + conv.bias
+            elif conv.stride == 1 and conv_kernel.applies_1d(inputs, conv.weight):  # stage 1: 80 in channels
+                convolved = conv_kernel.conv1d(inputs, conv.weight) + conv.bias
+            else:
+                convolved = conv(inputs)
             pooled = self.pool1d[c](convolved)
         return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
 

@@ -352,3 +352,37 @@ def test_sinc_conv1d_pooled_in_tiles_is_mlx_pooled_conv1d(batch, samples):
     theirs = np.array(nn.MaxPool1d(3, stride=3)(mx.abs(conv(x))))
     assert ours.shape == theirs.shape == (batch, ((samples - 251) // 10 + 1) // 3, 80)
     np.testing.assert_array_equal(ours, theirs)
+
+
+def numpy_conv_kernel(**arguments):
+    """A stand-in for `conv_kernel`'s CUDA kernel at stride 1 without padding, in numpy: x (N, 1, T, in) and the
+    weights as (taps x in, out), from the arguments MLX would get."""
+    x, wt, sizes = (np.array(a) for a in arguments["inputs"])
+    taps = int(sizes[8])
+    frames = np.lib.stride_tricks.sliding_window_view(x[:, 0], taps, axis=1)  # (N, T', in, taps)
+    unfolded = frames.transpose(0, 1, 3, 2).reshape(*frames.shape[:2], -1)  # (N, T', taps x in)
+    return [mx.array((unfolded @ wt)[:, None].astype(np.float32))]
+
+
+@pytest.mark.parametrize(("out_channels", "frames"), [(60, 41), (64, 9), (32, 5)])
+def test_conv1d_through_the_kernel_is_mlx_conv1d(monkeypatch, out_channels, frames):
+    """SincNet's second convolution through `conv_kernel` (80 in channels): a height-1 convolution whose out channels
+    are padded with zero filters to a multiple of 32 and dropped after, here through a numpy stand-in of the kernel."""
+    monkeypatch.setattr(conv_kernel, "_KERNEL", [numpy_conv_kernel])
+    rng = np.random.default_rng(out_channels)
+    x = mx.array(rng.normal(0, 1, (3, frames, 80)).astype(np.float32))
+    weight = mx.array(rng.normal(0, 0.1, (out_channels, 5, 80)).astype(np.float32))
+    ours = conv_kernel.conv1d(x, weight)
+    assert ours.shape == (3, frames - 4, out_channels)
+    np.testing.assert_allclose(np.array(ours), np.array(mx.conv1d(x, weight)), rtol=0, atol=1e-5)
+
+
+def test_conv1d_through_the_kernel_needs_cuda_and_channels_in_sixteens(monkeypatch):
+    x, weight = mx.zeros((2, 30, 80)), mx.zeros((60, 5, 80))
+    assert conv_kernel.applies_1d(x, weight) == (conv_kernel.on_cuda() and conv_kernel.has_cp_async())
+    monkeypatch.setattr(conv_kernel, "on_cuda", lambda: True)
+    monkeypatch.setattr(conv_kernel, "has_cp_async", lambda: True)
+    assert conv_kernel.applies_1d(x, weight)
+    assert not conv_kernel.applies_1d(mx.zeros((2, 30, 60)), mx.zeros((60, 5, 60)))  # stage 2: 60 in channels
+    assert not conv_kernel.applies_1d(mx.zeros((2, 4, 80)), weight)  # shorter than the kernel
+    assert not conv_kernel.applies_1d(x.astype(mx.float16), weight.astype(mx.float16))
