@@ -128,11 +128,8 @@ METAL_SOURCE = """
     const device float* w = whT + size_t(d) * H * G;
     for (int step = 0; step < T; ++step) {
         const int t = d == 0 ? step : T - 1 - step;
-        float acc[TILE], xv[TILE];  // xv: this step's input projections, loaded before the product (EARLY)
-        for (int b = 0; b < TILE; ++b) {
-            acc[b] = 0.0f;
-            if (EARLY) xv[b] = b0 + b < B ? xg[(((size_t)d * B + b0 + b) * T + t) * G + j] : 0.0f;
-        }
+        float acc[TILE];
+        for (int b = 0; b < TILE; ++b) acc[b] = 0.0f;
         for (int k = 0; k < H; k += 4) {
             const float w0 = w[k * G + j], w1 = w[(k + 1) * G + j], w2 = w[(k + 2) * G + j], w3 = w[(k + 3) * G + j];
             for (int b = 0; b < TILE; ++b) {

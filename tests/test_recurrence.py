@@ -5,6 +5,7 @@ this CPU, through the numpy loop); this keeps the MLX loop, which GPUs use for o
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -109,3 +110,34 @@ def test_the_register_knob_takes_only_what_the_kernel_was_measured_with(value, r
     env = {**os.environ, "MLX_SEGMENTATION_LSTM_REGISTERS": value}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == str(rows)
+
+
+def test_early_loads_everywhere_but_tile_4_with_register_rows():
+    """On for tiles 1 and 2 (64 register rows) and 8 (none); off for tile 4 with 64 rows, which would need more
+    registers than a block of 512 threads may have (it failed to launch on an H100)."""
+    cases = [(tile, recurrence._register_rows(128, tile)) for tile in (1, 2, 4, 8)]
+    assert [recurrence._early_loads(tile, rows) for tile, rows in cases] == [True, True, False, True]
+    assert recurrence._early_loads(4, 0)
+
+
+@pytest.mark.parametrize(("value", "early"), [("0", 0), ("1", 1), ("2", -1), ("yes", -1), ("", -1)])
+def test_the_early_loads_knob_takes_only_on_and_off(value, early):
+    code = "from mlx_segmentation import recurrence; print(recurrence.EARLY)"
+    env = {**os.environ, "MLX_SEGMENTATION_LSTM_EARLY": value}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == str(early)
+
+
+def test_the_metal_kernel_names_only_its_own_template_parameters():
+    """The CUDA kernel's R and EARLY are not passed to Metal (no Metal here to compile it): its source may not name
+    them. Each kernel's upper-case names are its template parameters or constants it declares."""
+    for source, passed in (
+        (recurrence.METAL_SOURCE, {"D", "H", "TILE"}),
+        (recurrence.CUDA_SOURCE, {"D", "H", "TILE", "R", "EARLY"}),
+    ):
+        names = set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", source))
+        declared = set(re.findall(r"\b(?:constexpr int|const int)\s+([A-Z][A-Z0-9_]*)", source))
+        declared |= {
+            m for line in re.findall(r"const int ([^;]+);", source) for m in re.findall(r"\b([A-Z])\s*=", line)
+        }
+        assert names <= passed | declared, names - passed - declared
