@@ -94,22 +94,24 @@ def test_weight_rows_in_registers_only_where_the_block_has_them():
     assert recurrence._register_rows(32, 1) == 32
 
 
+def knob_at_import(variable: str, value: str, attribute: str) -> str:
+    """`recurrence.<attribute>` as a fresh process with `variable` set to `value` imports it (no crash at import)."""
+    code = f"from mlx_segmentation import recurrence; print(recurrence.{attribute})"
+    env = {**os.environ, variable: value}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return done.stdout.strip()
+
+
 @pytest.mark.parametrize(("value", "tile"), [("8", 8), ("1", 1), ("3", 0), ("abc", 0), ("", 0), ("-4", 0)])
 def test_the_tile_knob_takes_only_tiles_the_kernel_has(value, tile):
     """MLX_SEGMENTATION_LSTM_TILE: 1, 2, 4, 8 or 16, anything else ignored (no crash at import, no tile of 3)."""
-    code = "from mlx_segmentation import recurrence; print(recurrence.TILE)"
-    env = {**os.environ, "MLX_SEGMENTATION_LSTM_TILE": value}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == str(tile)
+    assert knob_at_import("MLX_SEGMENTATION_LSTM_TILE", value, "TILE") == str(tile)
 
 
 @pytest.mark.parametrize(("value", "rows"), [("64", 64), ("0", 0), ("48", -1), ("x", -1), ("", -1)])
 def test_the_register_knob_takes_only_what_the_kernel_was_measured_with(value, rows):
     """MLX_SEGMENTATION_LSTM_REGISTERS: 0, 32 or 64, anything else ignored (-1: the rule decides)."""
-    code = "from mlx_segmentation import recurrence; print(recurrence.REGISTERS)"
-    env = {**os.environ, "MLX_SEGMENTATION_LSTM_REGISTERS": value}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == str(rows)
+    assert knob_at_import("MLX_SEGMENTATION_LSTM_REGISTERS", value, "REGISTERS") == str(rows)
 
 
 def test_early_loads_everywhere_but_tile_4_with_register_rows():
@@ -122,10 +124,7 @@ def test_early_loads_everywhere_but_tile_4_with_register_rows():
 
 @pytest.mark.parametrize(("value", "early"), [("0", 0), ("1", 1), ("2", -1), ("yes", -1), ("", -1)])
 def test_the_early_loads_knob_takes_only_on_and_off(value, early):
-    code = "from mlx_segmentation import recurrence; print(recurrence.EARLY)"
-    env = {**os.environ, "MLX_SEGMENTATION_LSTM_EARLY": value}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.strip() == str(early)
+    assert knob_at_import("MLX_SEGMENTATION_LSTM_EARLY", value, "EARLY") == str(early)
 
 
 def test_the_metal_kernel_names_only_its_own_template_parameters():
