@@ -166,18 +166,20 @@ def has_cp_async() -> bool:
     return digits.isdigit() and int(digits) >= 80
 
 
-def applies(x: mx.array, weight: mx.array) -> bool:
-    """Whether the kernel handles this convolution: on CUDA from compute capability 8.0, float32, in channels a
-    multiple of 16, out of 32."""
+def takes(x: mx.array, weight: mx.array) -> bool:
+    """What every use of the kernel needs: CUDA from compute capability 8.0, float32, in channels a multiple of 16."""
     return (
         on_cuda()
         and has_cp_async()
         and x.dtype == mx.float32
         and weight.dtype == mx.float32
         and weight.shape[-1] % BK == 0
-        and weight.shape[0] % 32 == 0
-        and x.ndim == 4
     )
+
+
+def applies(x: mx.array, weight: mx.array) -> bool:
+    """Whether the kernel handles this convolution: `takes` it, and out channels a multiple of 32."""
+    return takes(x, weight) and weight.shape[0] % 32 == 0 and x.ndim == 4
 
 
 def tile(out_channels: int) -> tuple[int, int, int, int, int]:
@@ -253,12 +255,9 @@ def applies_1d(x: mx.array, weight: mx.array) -> bool:
     """Whether `conv1d` computes this 1-d convolution: x (batch, time, in), weight (out, taps, in), as `applies`
     but for any number of out channels (padded to a multiple of 32)."""
     return (
-        on_cuda()
-        and has_cp_async()
-        and x.dtype == weight.dtype == mx.float32
-        and x.ndim == weight.ndim == 3
+        x.ndim == weight.ndim == 3
+        and takes(x, weight)
         and x.shape[2] == weight.shape[2]
-        and weight.shape[2] % BK == 0
         and x.shape[1] >= weight.shape[1]
     )
 
