@@ -33,6 +33,7 @@ from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
 from mlx_segmentation.parts import Parts
 from mlx_segmentation.pooling import abs_max_pool
+import segmentation_ops
 from timing import timed
 
 REPEATS = 10
@@ -45,8 +46,7 @@ def ms(function: Callable[[], mx.array]) -> float:
 
 def sinc_exact(samples: np.ndarray, weight: np.ndarray, stride: int, pool: int) -> np.ndarray:
     """float64 max over `pool` frames of |strided convolution|: (batch, pooled, filters)."""
-    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), weight.shape[1], axis=1)[:, ::stride]
-    out = np.abs(frames @ weight.astype(np.float64).T)
+    out = np.abs(segmentation_ops.sinc_exact(samples, weight, stride))
     pooled = out.shape[1] // pool
     return out[:, : pooled * pool].reshape(len(out), pooled, pool, -1).max(axis=2)
 
