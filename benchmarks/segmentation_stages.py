@@ -8,9 +8,10 @@ pieces alone on its own inputs: the input's normalisation, each SincNet stage's 
 normalisation (SincNet's pieces on one part of `pyannet.SINCNET_CHUNK_SAMPLES` samples, then times the
 parts per batch), the first stage's convolution, |.| and pooling as `sinc_kernel`'s one kernel, the second
 stage's convolution through `conv_kernel` too, each LSTM layer's input projections and recurrence, and the
-feed-forward head. It compares the kernels' outputs with MLX's operations' and both with float64. Then an
-hour of speech through speech detection at each batch, with the fused sinc kernel and without (two runs
-each, alternating), and with the second stage's `conv_kernel` too: seconds and peak memory.
+feed-forward head, and the instance norms (with their max-pool and LeakyReLU) as MLX's operations and as
+`norm_kernel`'s one kernel. It compares the kernels' outputs with MLX's operations' and both with float64.
+Then an hour of speech through speech detection at each batch, with every kernel and without the norm
+kernel (two runs each, alternating): seconds and peak memory.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -28,7 +29,7 @@ import numpy as np
 
 from checks.audio import long_recording
 from converter.build import build
-from mlx_segmentation import conv_kernel, pyannet, recurrence, sinc_kernel
+from mlx_segmentation import conv_kernel, norm_kernel, pyannet, recurrence, sinc_kernel
 from mlx_segmentation.audio import open_audio
 from mlx_segmentation.inference import segment
 from mlx_segmentation.parts import Parts
@@ -51,6 +52,37 @@ def sinc_exact(samples: np.ndarray, weight: np.ndarray, stride: int, pool: int) 
     return out[:, : pooled * pool].reshape(len(out), pooled, pool, -1).max(axis=2)
 
 
+def mlx_norm(x: mx.array, norm: pyannet.InstanceNorm, pool: int, slope: float | None) -> mx.array:
+    """The model's max-pool, instance norm and LeakyReLU as MLX's operations (what runs without `norm_kernel`)."""
+    pooled = nn.MaxPool1d(pool, stride=pool)(x) if pool > 1 else x
+    out = pyannet._instance_norm(pooled, norm.weight, norm.bias, norm.eps)
+    return out if slope is None else nn.leaky_relu(out, slope)
+
+
+def exact_norm(x: np.ndarray, norm: pyannet.InstanceNorm, pool: int, slope: float | None) -> np.ndarray:
+    """The same in float64."""
+    frames = x.shape[1] // pool
+    pooled = x[:, : frames * pool].reshape(len(x), frames, pool, -1).max(axis=2).astype(np.float64)
+    normed = (pooled - pooled.mean(axis=1, keepdims=True)) / np.sqrt(pooled.var(axis=1, keepdims=True) + norm.eps)
+    out = np.array(norm.weight, np.float64) * normed + np.array(norm.bias, np.float64)
+    return out if slope is None else np.where(out > 0, out, out * slope)
+
+
+def compare_norms(
+    show, batch: int, name: str, x: mx.array, norm: pyannet.InstanceNorm, pool: int, slope: float | None
+) -> None:
+    """`name` as MLX's operations and as `norm_kernel`: times, and each one's distance from float64."""
+    show(f"{name} (MLX)", ms(lambda: mlx_norm(x, norm, pool, slope)), True)
+    if not norm_kernel.applies(x):
+        return
+    kernel = lambda: norm_kernel.pool_norm(x, norm.weight, norm.bias, norm.eps, pool, slope)  # noqa: E731
+    show(f"{name} (norm_kernel)", ms(kernel), True)
+    exact = exact_norm(np.array(x[:COMPARED]), norm, pool, slope)
+    for how, ours in (("norm_kernel", kernel()), ("MLX", mlx_norm(x, norm, pool, slope))):
+        distance = np.abs(np.array(ours[:COMPARED], np.float64) - exact).max() / np.abs(exact).max()
+        print(f"batch {batch}, {name}, {how} from float64: {distance:.2e} of the output's scale", flush=True)
+
+
 def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
     """Each piece of one forward at this batch, timed alone."""
     batch, samples = windows.shape
@@ -64,10 +96,13 @@ def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
         print(f"batch {batch}, {name}: {total:.2f} ms{extra}", flush=True)
 
     show("whole forward, in parts", ms(lambda: model(windows)))
-    x = windows[:chunk]
-    normed = sincnet.wav_norm1d(x[:, :, None])
+    applies, norm_kernel.applies = norm_kernel.applies, lambda *args: False
+    show("whole forward, in parts, without norm_kernel", ms(lambda: model(windows)))
+    norm_kernel.applies = applies
+    x = windows[:chunk][:, :, None]
+    compare_norms(show, batch, "input normalisation", x, sincnet.wav_norm1d, 1, None)
+    normed = sincnet.wav_norm1d(x)
     mx.eval(normed)
-    show("input normalisation", ms(lambda: sincnet.wav_norm1d(x[:, :, None])), True)
     conv = sincnet.conv1d[0]
     show("stage 0 convolution (MLX conv1d)", ms(lambda: conv(normed)), True)
     convolved = conv(normed)
@@ -105,15 +140,28 @@ def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
                     distance = np.abs(np.array(ours[:COMPARED], np.float64) - exact).max() / np.abs(exact).max()
                     print(f"batch {batch}, stage {c} {name} from float64: {distance:.2e} of the output's scale")
             show(f"stage {c} max-pool", ms(lambda: sincnet.pool1d[c](convolved)), True)
-            outputs = sincnet.pool1d[c](convolved)
-            mx.eval(outputs)
-        norm = sincnet.norm1d[c]
-        show(
-            f"stage {c} instance norm and LeakyReLU",
-            ms(lambda: nn.leaky_relu(norm(outputs), pyannet.LEAKY_SLOPE)),
-            True,
-        )
-        outputs = nn.leaky_relu(norm(outputs), pyannet.LEAKY_SLOPE)
+            mx.eval(convolved)
+            compare_norms(
+                show,
+                batch,
+                f"stage {c} max-pool, instance norm and LeakyReLU",
+                convolved,
+                sincnet.norm1d[c],
+                pyannet.POOL,
+                pyannet.LEAKY_SLOPE,
+            )
+            outputs = mlx_norm(convolved, sincnet.norm1d[c], pyannet.POOL, pyannet.LEAKY_SLOPE)
+        else:
+            compare_norms(
+                show,
+                batch,
+                f"stage {c} instance norm and LeakyReLU",
+                outputs,
+                sincnet.norm1d[c],
+                1,
+                pyannet.LEAKY_SLOPE,
+            )
+            outputs = mlx_norm(outputs, sincnet.norm1d[c], 1, pyannet.LEAKY_SLOPE)
         mx.eval(outputs)
     show("SincNet whole, in parts", ms(lambda: sincnet(windows, Parts())))
     features = sincnet(windows, Parts())
@@ -138,15 +186,13 @@ def stages(model: pyannet.PyanNet, windows: mx.array) -> None:
 
 
 def hour(model: pyannet.PyanNet, batch: int, minutes: float) -> None:
-    """Speech detection over `minutes` of speech with both kernels, the sinc kernel only and neither (two runs each,
+    """Speech detection over `minutes` of speech with every kernel and without the norm kernel (two runs each,
     alternating)."""
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
-    sinc_applies, conv_applies = sinc_kernel.applies, conv_kernel.applies_1d
-    settings = [("both kernels", True, True), ("the sinc kernel only", True, False), ("MLX's conv1d", False, False)]
+    norm_applies = norm_kernel.applies
     for run in range(2):
-        for how, sinc, conv in settings:
-            sinc_kernel.applies = sinc_applies if sinc else (lambda *args: False)
-            conv_kernel.applies_1d = conv_applies if conv else (lambda *args: False)
+        for how, norm in (("every kernel", True), ("without norm_kernel", False)):
+            norm_kernel.applies = norm_applies if norm else (lambda *args: False)
             mx.synchronize()
             mx.clear_cache()
             mx.reset_peak_memory()
@@ -158,7 +204,7 @@ def hour(model: pyannet.PyanNet, batch: int, minutes: float) -> None:
                 f"peak {mx.get_peak_memory() / 2**20:.0f} MiB, speech sum {float(result.speech.sum()):.6f}",
                 flush=True,
             )
-    sinc_kernel.applies, conv_kernel.applies_1d = sinc_applies, conv_applies
+    norm_kernel.applies = norm_applies
 
 
 def main(checkpoint: Path, batches: list[int], minutes: float) -> None:

@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import conv_kernel, cpu_blas, cpu_conv, recurrence, sinc_kernel
+from . import conv_kernel, cpu_blas, cpu_conv, norm_kernel, recurrence, sinc_kernel
 from .config import FrameTiming, PyanNetConfig, Specifications
 from .parts import WHOLE, Parts
 from .pooling import abs_max_pool
@@ -122,6 +122,8 @@ class InstanceNorm(nn.Module):
         self.bias = mx.zeros((dims,))
 
     def __call__(self, x: mx.array) -> mx.array:
+        if norm_kernel.applies(x):  # one CUDA kernel, statistics as here
+            return norm_kernel.pool_norm(x, self.weight, self.bias, self.eps)
         # Statistics in float32: squares of SincNet activations overflow float16.
         return _instance_norm(x.astype(mx.float32), self.weight, self.bias, self.eps).astype(x.dtype)
 
@@ -151,7 +153,7 @@ class SincNet(nn.Module):
 
     def stage(self, c: int, inputs: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Stage `c`: convolution (then abs for the sinc filters), max-pool, instance norm, LeakyReLU, in `parts`."""
-        conv = self.conv1d[c]
+        conv, norm = self.conv1d[c], self.norm1d[c]
         on_cpu = cpu_conv.applies_1d(inputs, conv)  # a tile of frames at a time on the CPU's cores
         if c == 0 and on_cpu:  # the sinc filters' |output| max-pooled in the tiles
             pooled = parts(cpu_conv.conv1d(inputs, conv.weight, conv.stride, pool=POOL))
@@ -166,8 +168,12 @@ class SincNet(nn.Module):
                 convolved = conv_kernel.conv1d(inputs, conv.weight) + conv.bias
             else:
                 convolved = conv(inputs)
+            if norm_kernel.applies(convolved):  # max-pool, instance norm and LeakyReLU in one CUDA kernel
+                return norm_kernel.pool_norm(convolved, norm.weight, norm.bias, norm.eps, POOL, LEAKY_SLOPE)
             pooled = self.pool1d[c](convolved)
-        return nn.leaky_relu(self.norm1d[c](pooled), negative_slope=LEAKY_SLOPE)
+        if norm_kernel.applies(pooled):
+            return norm_kernel.pool_norm(pooled, norm.weight, norm.bias, norm.eps, slope=LEAKY_SLOPE)
+        return nn.leaky_relu(norm(pooled), negative_slope=LEAKY_SLOPE)
 
     def __call__(self, waveforms: mx.array, parts: Parts = WHOLE) -> mx.array:
         """(batch, samples) -> (batch, frames, 60), `SINCNET_CHUNK_SAMPLES` at a time, in `parts` (default: whole)."""
