@@ -23,7 +23,7 @@ from functools import cache
 
 import mlx.core as mx
 
-from . import recurrence
+from . import kernel_arguments, recurrence
 
 BK = 16  # input channels per step of the product (the kernel needs in_channels % 16 == 0)
 SUMS = 2  # partial sums per step and per tap (2), or per tap only (1, 1 x 1 kernels: twice as fast there, measured)
@@ -234,7 +234,7 @@ def conv2d(
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
     (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(out_channels, -1).T, mx.array(sizes, dtype=mx.int32)],
+        inputs=[x, weight.reshape(out_channels, -1).T, kernel_arguments.int32s(*sizes)],
         template=[
             ("BM", bm),
             ("BN", bn),

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from . import conv_kernel
+from . import conv_kernel, kernel_arguments
 
 THREADS = 512  # threads per block at most: CG channels times TL lanes
 J = 16  # frames a lane reads before summing them (loads in flight)
+# Channels per block at most: on an H100, one part of SincNet's stage 1 (60 channels) took 0.16 ms with 20 (or 10,
+# or 4) channels a block against 0.23 with 30; stage 0 (80) 0.19 ms with 20, 0.20 to 0.21 with 10 or 4
+# (benchmarks/norm_kernel_launch.py, benchmarks/results/h100_norm_kernel_launch.log)
+MAX_GROUP = 20
 
 SOURCE = """
     constexpr int THREADS = CG * TL;
@@ -107,8 +111,8 @@ def applies(x: mx.array) -> bool:
 
 
 def block_shape(channels: int) -> tuple[int, int]:
-    """(CG, TL): the most channels up to 32 that divide `channels`, and as many lanes as fit in `THREADS`."""
-    group = max(d for d in range(1, min(channels, 32) + 1) if channels % d == 0)
+    """(CG, TL): the most channels up to `MAX_GROUP` that divide `channels`, and as many lanes as fit in `THREADS`."""
+    group = max(d for d in range(1, min(channels, MAX_GROUP) + 1) if channels % d == 0)
     return group, THREADS // group
 
 
@@ -136,8 +140,8 @@ def pool_norm(
             x,
             weight.astype(mx.float32),
             bias.astype(mx.float32),
-            mx.array([eps, 0.0 if slope is None else slope], dtype=mx.float32),
-            mx.array([steps, frames, channels], dtype=mx.int32),
+            kernel_arguments.float32s(eps, 0.0 if slope is None else slope),
+            kernel_arguments.int32s(steps, frames, channels),
         ],
         template=[("CG", group), ("TL", lanes), ("J", J), ("POOL", pool), ("LEAKY", int(slope is not None))],
         grid=(channels // group * group * lanes, batch, 1),

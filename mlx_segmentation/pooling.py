@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import recurrence
+from . import kernel_arguments, recurrence
 
 CUDA_SOURCE = """
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // over (batch, pooled frame, channel)
@@ -58,7 +58,7 @@ def abs_max_pool(x: mx.array, pool: nn.MaxPool1d, kernel_size: int) -> mx.array:
         )
     total = batch * pooled * channels
     (out,) = _KERNELS[backend](
-        inputs=[x, mx.array([channels, steps, pooled, batch], dtype=mx.int32)],
+        inputs=[x, kernel_arguments.int32s(channels, steps, pooled, batch)],
         template=[("K", kernel_size)],
         grid=(-(-total // THREADS) * THREADS, 1, 1),
         threadgroup=(THREADS, 1, 1),

@@ -18,6 +18,8 @@ import os
 import mlx.core as mx
 import numpy as np
 
+from . import kernel_arguments
+
 # MLX_SEGMENTATION_LSTM_KERNEL=0 forces the portable MLX loop on every device (to compare, or if a
 # GPU misbehaves).
 KERNEL_ENABLED = os.environ.get("MLX_SEGMENTATION_LSTM_KERNEL", "1") != "0"
@@ -336,7 +338,7 @@ def _run_kernel(
         )
     state_shape = (directions, batch, hidden)
     out, hn, cn = _KERNELS[backend](
-        inputs=[projected, Wh.transpose(0, 2, 1), h, c, mx.array([batch, steps], dtype=mx.int32)],
+        inputs=[projected, Wh.transpose(0, 2, 1), h, c, kernel_arguments.int32s(batch, steps)],
         template=[("D", directions), ("H", hidden), ("TILE", tile)]
         + ([("R", rows), ("EARLY", int(_early_loads(tile, rows)))] if backend == "cuda" else []),
         grid=(-(-batch // tile) * gates, directions, 1),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from . import conv_kernel
+from . import conv_kernel, kernel_arguments
 
 FB = 40  # filters per thread block
 FT = 8  # filters per thread
@@ -124,7 +124,7 @@ def conv_abs_max_pool(x: mx.array, weight: mx.array, stride: int, pool: int) -> 
         )
     threads = FB // FT * 32
     (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(filters, taps).T, mx.array([batch, samples, pooled, filters], dtype=mx.int32)],
+        inputs=[x, weight.reshape(filters, taps).T, kernel_arguments.int32s(batch, samples, pooled, filters)],
         template=[("K", taps), ("STRIDE", stride), ("POOL", pool), ("FB", FB), ("FT", FT), ("PB", PB)],
         grid=(-(-pooled // PB) * threads, filters // FB, batch),
         threadgroup=(threads, 1, 1),
