@@ -165,7 +165,7 @@ def conv2d_tensor(
     threads = (bm // 32) * (bn // 32) * 32
     blocks = -(-batch * out_h * out_w // bm)
     (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32)],
+        inputs=[x, weight.reshape(out_channels, -1), mx.array(sizes, dtype=mx.int32), mx.zeros(1), mx.zeros(1)],
         template=[
             ("BM", bm),
             ("BN", bn),

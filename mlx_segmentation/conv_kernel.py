@@ -22,6 +22,7 @@ from __future__ import annotations
 from functools import cache
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from . import kernel_arguments, recurrence
 
@@ -136,12 +137,28 @@ SOURCE = (
                 }
         }
     }
+    const int epilogue = sizes[13];  // 0: none, 1: batch norm, 2: then ReLU, 3: batch norm, + shortcut, ReLU
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + ty + i * (BM / TM);  // a thread's rows interleaved: no bank conflicts reading As
         if (m < M) {
             for (int j = 0; j < TN; j += 4) {
-                *reinterpret_cast<float4*>(y + (size_t)m * CO + n0 + tx * TN + j) =
-                    make_float4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]);
+                const size_t at = (size_t)m * CO + n0 + tx * TN + j;
+                float o[4] = {acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]};
+                if (epilogue > 0) {  // nn.BatchNorm's eval arithmetic: bn rows mean, rsqrt(var + eps), weight, bias
+                    float add[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    if (epilogue == 3) {
+                        const float4 s = *reinterpret_cast<const float4*>(shortcut + at);
+                        add[0] = s.x; add[1] = s.y; add[2] = s.z; add[3] = s.w;
+                    }
+                    #pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        const int n = n0 + tx * TN + j + q;
+                        float out = bn[2 * CO + n] * ((o[q] - bn[n]) * bn[CO + n]) + bn[3 * CO + n];
+                        if (epilogue == 3) out += add[q];
+                        o[q] = epilogue >= 2 && out < 0.0f ? 0.0f : out;
+                    }
+                }
+                *reinterpret_cast<float4*>(y + at) = make_float4(o[0], o[1], o[2], o[3]);
             }
         }
     }
@@ -198,8 +215,18 @@ def partial_sums(taps: int) -> int:
 
 
 def compile_kernel(name: str, weights: str, source: str) -> object:
-    """An MLX CUDA kernel of a convolution's `source`: inputs x, the weights (named `weights`) and `kernel_sizes`."""
-    return mx.fast.cuda_kernel(name=name, input_names=["x", weights, "sizes"], output_names=["y"], source=source)
+    """An MLX CUDA kernel of a convolution's `source`: inputs x, the weights (named `weights`), `kernel_sizes` and
+    the epilogue's batch norm rows and shortcut."""
+    inputs = ["x", weights, "sizes", "bn", "shortcut"]
+    return mx.fast.cuda_kernel(name=name, input_names=inputs, output_names=["y"], source=source)
+
+
+EPILOGUES = {(False, False, False): 0, (True, False, False): 1, (True, True, False): 2, (True, True, True): 3}
+
+
+def batch_norm_rows(bn: nn.BatchNorm) -> mx.array:
+    """An eval-mode batch norm as the epilogue reads it: rows mean, rsqrt(var + eps), weight, bias."""
+    return mx.stack([bn.running_mean, mx.rsqrt(bn.running_var + bn.eps), bn.weight, bn.bias])
 
 
 def kernel_sizes(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> list[int]:
@@ -219,12 +246,18 @@ def conv2d(
     padding: tuple[int, int],
     tiles: tuple[int, int, int, int, int] | None = None,
     sums: int | None = None,
+    norm: nn.BatchNorm | None = None,
+    relu: bool = False,
+    shortcut: mx.array | None = None,
 ) -> mx.array:
-    """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in).
+    """mx.conv2d(x, weight, stride, padding) for channels-last x (N, H, W, in) and weight (out, kh, kw, in), then, as
+    the kernel writes each output, the eval-mode batch norm `norm`, + `shortcut` and ReLU where given (all three,
+    the norm and ReLU, or the norm alone): no pass of their own over the output, which is written once.
 
     `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them).
     """
-    sizes = kernel_sizes(x, weight, stride, padding)
+    epilogue = EPILOGUES[(norm is not None, relu, shortcut is not None)]
+    sizes = kernel_sizes(x, weight, stride, padding) + [epilogue]
     batch, out_h, out_w, out_channels, taps = sizes[0], sizes[3], sizes[4], sizes[6], sizes[7] * sizes[8]
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch
         return mx.zeros((batch, out_h, out_w, out_channels), dtype=mx.float32)
@@ -234,7 +267,13 @@ def conv2d(
     threads = (bm // tm) * (bn // tn)
     blocks = -(-batch * out_h * out_w // bm)
     (y,) = _KERNEL[0](
-        inputs=[x, weight.reshape(out_channels, -1).T, kernel_arguments.int32s(*sizes)],
+        inputs=[
+            x,
+            weight.reshape(out_channels, -1).T,
+            kernel_arguments.int32s(*sizes),
+            kernel_arguments.float32s(0.0) if norm is None else batch_norm_rows(norm),
+            kernel_arguments.float32s(0.0) if shortcut is None else shortcut,
+        ],
         template=[
             ("BM", bm),
             ("BN", bn),

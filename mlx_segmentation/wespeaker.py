@@ -99,6 +99,17 @@ def batch_norm_relu(bn: nn.BatchNorm, x: mx.array, shortcut: mx.array | None = N
     return _batch_norm_add_relu(x, *statistics, shortcut)
 
 
+def conv_bn(
+    conv: Conv2d, bn: nn.BatchNorm, x: mx.array, relu: bool = False, shortcut: mx.array | None = None
+) -> mx.array:
+    """bn(conv(x)), + shortcut and ReLU'd where asked (a shortcut only with ReLU): on CUDA one kernel, the batch norm
+    applied as the convolution writes its output (`conv_kernel`'s epilogue), elsewhere `batch_norm_relu` after it."""
+    if route() == "kernel" and conv_kernel.applies(x, conv.weight) and fused(bn):
+        return conv_kernel.conv2d(x, conv.weight, conv.stride, conv.padding, norm=bn, relu=relu, shortcut=shortcut)
+    out = conv(x)
+    return batch_norm_relu(bn, out, shortcut) if relu else bn(out)
+
+
 class BasicBlock(nn.Module):
     """WeSpeaker's BasicBlock: two 3x3 convolutions with batch norm, and a (projected) shortcut."""
 
@@ -116,11 +127,9 @@ class BasicBlock(nn.Module):
             ]
 
     def __call__(self, x: mx.array) -> mx.array:
-        out = batch_norm_relu(self.bn1, self.conv1(x))
-        shortcut = x
-        for layer in self.shortcut:
-            shortcut = layer(shortcut)
-        return batch_norm_relu(self.bn2, self.conv2(out), shortcut)
+        out = conv_bn(self.conv1, self.bn1, x, relu=True)
+        shortcut = conv_bn(*self.shortcut, x) if self.shortcut else x
+        return conv_bn(self.conv2, self.bn2, out, relu=True, shortcut=shortcut)
 
 
 class ResNet(nn.Module):
@@ -147,7 +156,7 @@ class ResNet(nn.Module):
 
     def stem(self, features: mx.array) -> mx.array:
         """(batch, frames, mels) fbank -> (batch, mels, frames, m_channels)."""
-        return batch_norm_relu(self.bn1, self.conv1(features.transpose(0, 2, 1)[..., None]))
+        return conv_bn(self.conv1, self.bn1, features.transpose(0, 2, 1)[..., None], relu=True)
 
     def frames(self, features: mx.array, parts: Parts = WHOLE) -> mx.array:
         """Frame-level features (batch, channels x frequency, frames), flattened as pyannote's TSTP does;

@@ -180,7 +180,7 @@ def test_the_kernel_is_launched_with_its_sizes_tiles_and_grid(monkeypatch, shape
     template, grid, threadgroup, output_shape = launch
     out_h, out_w = output_shape[1:3]
     expected_sizes = [shape[0], shape[1], shape[2], out_h, out_w, shape[3], out_channels, kernel, kernel]
-    assert np.array(call["inputs"][2]).tolist() == expected_sizes + [stride, stride, *padding]
+    assert np.array(call["inputs"][2]).tolist() == expected_sizes + [stride, stride, *padding, 0]  # no epilogue
     np.testing.assert_array_equal(np.array(call["inputs"][1]), np.array(weight).reshape(out_channels, -1).T)
     assert [value for _, value in call["template"]] == list(template)
     assert call["grid"] == grid and call["threadgroup"] == threadgroup
@@ -357,7 +357,8 @@ def test_sinc_conv1d_pooled_in_tiles_is_mlx_pooled_conv1d(batch, samples):
 def numpy_conv_kernel(**arguments):
     """A stand-in for `conv_kernel`'s CUDA kernel at stride 1 without padding, in numpy: x (N, 1, T, in) and the
     weights as (taps x in, out), from the arguments MLX would get."""
-    x, wt, sizes = (np.array(a) for a in arguments["inputs"])
+    x, wt, sizes = (np.array(a) for a in arguments["inputs"][:3])
+    assert sizes[13] == 0  # no epilogue
     taps = int(sizes[8])
     frames = np.lib.stride_tricks.sliding_window_view(x[:, 0], taps, axis=1)  # (N, T', in, taps)
     unfolded = frames.transpose(0, 1, 3, 2).reshape(*frames.shape[:2], -1)  # (N, T', taps x in)
@@ -386,3 +387,93 @@ def test_conv1d_through_the_kernel_needs_cuda_and_channels_in_sixteens(monkeypat
     assert not conv_kernel.applies_1d(mx.zeros((2, 30, 60)), mx.zeros((60, 5, 60)))  # stage 2: 60 in channels
     assert not conv_kernel.applies_1d(mx.zeros((2, 4, 80)), weight)  # shorter than the kernel
     assert not conv_kernel.applies_1d(x.astype(mx.float16), weight.astype(mx.float16))
+
+
+def mlx_conv_kernel(**arguments):
+    """A stand-in for `conv_kernel`'s CUDA kernel with its epilogue: MLX's conv2d on the weights it is handed (taps x
+    in, out), then the batch norm rows (mean, rsqrt(var + eps), weight, bias), shortcut and ReLU the sizes ask for."""
+    x, wt, sizes, bn, shortcut = arguments["inputs"]
+    n, h, w, ho, wo, ci, co, kh, kw, sh, sw, ph, pw, epilogue = np.array(sizes).tolist()
+    weight = wt.T.reshape(co, kh, kw, ci)
+    out = mx.conv2d(x, weight, (sh, sw), (ph, pw))
+    assert out.shape == (n, ho, wo, co) == tuple(arguments["output_shapes"][0])
+    if epilogue > 0:
+        out = bn[2] * ((out - bn[0]) * bn[1]) + bn[3]
+    if epilogue == 3:
+        out = out + shortcut
+    if epilogue >= 2:
+        out = mx.maximum(out, 0)
+    return [out]
+
+
+def random_batch_norm(channels: int, rng: np.random.Generator) -> nn.BatchNorm:
+    bn = nn.BatchNorm(channels, eps=1e-5)
+    bn.update(
+        {
+            "running_mean": mx.array(rng.normal(0, 0.5, channels).astype(np.float32)),
+            "running_var": mx.array(rng.uniform(0.2, 2, channels).astype(np.float32)),
+            "weight": mx.array(rng.uniform(0.5, 1.5, channels).astype(np.float32)),
+            "bias": mx.array(rng.normal(0, 0.5, channels).astype(np.float32)),
+        }
+    )
+    bn.eval()
+    return bn
+
+
+@pytest.mark.parametrize(("relu", "with_shortcut"), [(False, False), (True, False), (True, True)])
+def test_the_kernels_epilogue_is_the_batch_norm_relu_after_the_convolution(monkeypatch, relu, with_shortcut):
+    """bn, bn then ReLU, bn + shortcut then ReLU as the kernel writes its output (through a stand-in of the kernel):
+    the epilogue mode in the sizes, the batch norm's rows and the shortcut handed over, MLX's result after conv2d."""
+    calls = []
+
+    def stand_in(**arguments):
+        calls.append(arguments)
+        return mlx_conv_kernel(**arguments)
+
+    monkeypatch.setattr(conv_kernel, "_KERNEL", [stand_in])
+    rng = np.random.default_rng(int(relu) + 2 * int(with_shortcut))
+    x = mx.array(rng.normal(0, 1, (2, 9, 7, 32)).astype(np.float32))
+    weight = mx.array(rng.normal(0, 0.1, (64, 3, 3, 32)).astype(np.float32))
+    bn = random_batch_norm(64, rng)
+    shortcut = mx.array(rng.normal(0, 1, (2, 9, 7, 64)).astype(np.float32)) if with_shortcut else None
+    ours = conv_kernel.conv2d(x, weight, (1, 1), (1, 1), norm=bn, relu=relu, shortcut=shortcut)
+    convolved = mx.conv2d(x, weight, (1, 1), (1, 1))
+    theirs = wespeaker.batch_norm_relu(bn, convolved, shortcut) if relu else bn(convolved)
+    (call,) = calls
+    assert np.array(call["inputs"][2]).tolist()[-1] == (3 if with_shortcut else 2 if relu else 1)
+    np.testing.assert_array_equal(np.array(call["inputs"][3]), np.array(conv_kernel.batch_norm_rows(bn)))
+    np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=1e-5)
+
+
+def test_a_shortcut_needs_the_relu():
+    with pytest.raises(KeyError):
+        conv_kernel.conv2d(mx.zeros((1, 4, 4, 16)), mx.zeros((32, 1, 1, 16)), (1, 1), (0, 0), shortcut=mx.zeros(1))
+
+
+def test_the_resnet_runs_its_batch_norms_in_the_kernels_epilogue(monkeypatch):
+    """With the kernel route on CUDA (a stand-in of the kernel here), each block's convolutions carry their batch
+    norms, the second its shortcut and ReLU, a projected shortcut its batch norm alone; the stem, whose one input
+    channel the kernel does not take, keeps the product. The blocks' output is the CPU route's."""
+    rng = np.random.default_rng(5)
+    block = wespeaker.BasicBlock(32, 64, 2)
+    block.update(
+        nn.utils.tree_map(lambda p: mx.array(rng.normal(0, 0.1, p.shape).astype(np.float32)), block.parameters())
+    )
+    for bn in (block.bn1, block.bn2, block.shortcut[1]):
+        bn.update({"running_var": mx.array(rng.uniform(0.2, 2, bn.running_var.shape).astype(np.float32))})
+    block.eval()
+    x = mx.array(np.maximum(rng.normal(0, 1, (2, 10, 9, 32)), 0).astype(np.float32))
+    theirs = block(x)
+    epilogues = []
+
+    def stand_in(**arguments):
+        epilogues.append(np.array(arguments["inputs"][2]).tolist()[-1])
+        return mlx_conv_kernel(**arguments)
+
+    monkeypatch.setattr(conv_kernel, "_KERNEL", [stand_in])
+    monkeypatch.setattr(wespeaker, "route", lambda: "kernel")
+    monkeypatch.setattr(wespeaker, "fused", lambda bn: True)
+    monkeypatch.setattr(conv_kernel, "applies", lambda x, weight: x.shape[-1] % 16 == 0)
+    ours = block(x)
+    assert epilogues == [2, 1, 3]
+    np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=1e-5)
