@@ -138,13 +138,15 @@ SOURCE = (
         }
     }
     const int epilogue = sizes[13];  // 0: none, 1: batch norm, 2: then ReLU, 3: batch norm, + shortcut, ReLU
+    #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + ty + i * (BM / TM);  // a thread's rows interleaved: no bank conflicts reading As
         if (m < M) {
+            #pragma unroll
             for (int j = 0; j < TN; j += 4) {
                 const size_t at = (size_t)m * CO + n0 + tx * TN + j;
                 float o[4] = {acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]};
-                if (epilogue > 0) {  // nn.BatchNorm's eval arithmetic: bn rows mean, rsqrt(var + eps), weight, bias
+                if (epilogue > 0) {  // nn.BatchNorm's arithmetic in eval mode
                     float add[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                     if (epilogue == 3) {
                         const float4 s = *reinterpret_cast<const float4*>(shortcut + at);
@@ -153,7 +155,7 @@ SOURCE = (
                     #pragma unroll
                     for (int q = 0; q < 4; ++q) {
                         const int n = n0 + tx * TN + j + q;
-                        float out = bn[2 * CO + n] * ((o[q] - bn[n]) * bn[CO + n]) + bn[3 * CO + n];
+                        float out = bn_weight[n] * ((o[q] - bn_mean[n]) * rsqrtf(bn_var[n] + bn_eps[0])) + bn_bias[n];
                         if (epilogue == 3) out += add[q];
                         o[q] = epilogue >= 2 && out < 0.0f ? 0.0f : out;
                     }
@@ -216,17 +218,22 @@ def partial_sums(taps: int) -> int:
 
 def compile_kernel(name: str, weights: str, source: str) -> object:
     """An MLX CUDA kernel of a convolution's `source`: inputs x, the weights (named `weights`), `kernel_sizes` and
-    the epilogue's batch norm rows and shortcut."""
-    inputs = ["x", weights, "sizes", "bn", "shortcut"]
+    the epilogue's batch norm and shortcut."""
+    inputs = ["x", weights, "sizes", *EPILOGUE_INPUTS]
     return mx.fast.cuda_kernel(name=name, input_names=inputs, output_names=["y"], source=source)
 
 
 EPILOGUES = {(False, False, False): 0, (True, False, False): 1, (True, True, False): 2, (True, True, True): 3}
+EPILOGUE_INPUTS = ["bn_mean", "bn_var", "bn_weight", "bn_bias", "bn_eps", "shortcut"]
 
 
-def batch_norm_rows(bn: nn.BatchNorm) -> mx.array:
-    """An eval-mode batch norm as the epilogue reads it: rows mean, rsqrt(var + eps), weight, bias."""
-    return mx.stack([bn.running_mean, mx.rsqrt(bn.running_var + bn.eps), bn.weight, bn.bias])
+def epilogue_inputs(norm: nn.BatchNorm | None, shortcut: mx.array | None) -> list[mx.array]:
+    """The epilogue's inputs: the batch norm's statistics, affine parameters and eps, and the shortcut (a placeholder
+    for each one not given)."""
+    none = kernel_arguments.float32s(0.0)
+    statistics = [none] * 5 if norm is None else [norm.running_mean, norm.running_var, norm.weight, norm.bias]
+    eps = [] if norm is None else [kernel_arguments.float32s(norm.eps)]
+    return statistics + eps + [none if shortcut is None else shortcut]
 
 
 def kernel_sizes(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> list[int]:
@@ -271,8 +278,7 @@ def conv2d(
             x,
             weight.reshape(out_channels, -1).T,
             kernel_arguments.int32s(*sizes),
-            kernel_arguments.float32s(0.0) if norm is None else batch_norm_rows(norm),
-            kernel_arguments.float32s(0.0) if shortcut is None else shortcut,
+            *epilogue_inputs(norm, shortcut),
         ],
         template=[
             ("BM", bm),

@@ -391,14 +391,14 @@ def test_conv1d_through_the_kernel_needs_cuda_and_channels_in_sixteens(monkeypat
 
 def mlx_conv_kernel(**arguments):
     """A stand-in for `conv_kernel`'s CUDA kernel with its epilogue: MLX's conv2d on the weights it is handed (taps x
-    in, out), then the batch norm rows (mean, rsqrt(var + eps), weight, bias), shortcut and ReLU the sizes ask for."""
-    x, wt, sizes, bn, shortcut = arguments["inputs"]
+    in, out), then the batch norm (mean, variance, weight, bias, eps), shortcut and ReLU the sizes ask for."""
+    x, wt, sizes, mean, var, scale, shift, eps, shortcut = arguments["inputs"]
     n, h, w, ho, wo, ci, co, kh, kw, sh, sw, ph, pw, epilogue = np.array(sizes).tolist()
     weight = wt.T.reshape(co, kh, kw, ci)
     out = mx.conv2d(x, weight, (sh, sw), (ph, pw))
     assert out.shape == (n, ho, wo, co) == tuple(arguments["output_shapes"][0])
     if epilogue > 0:
-        out = bn[2] * ((out - bn[0]) * bn[1]) + bn[3]
+        out = scale * ((out - mean) * mx.rsqrt(var + eps)) + shift
     if epilogue == 3:
         out = out + shortcut
     if epilogue >= 2:
@@ -441,7 +441,10 @@ def test_the_kernels_epilogue_is_the_batch_norm_relu_after_the_convolution(monke
     theirs = wespeaker.batch_norm_relu(bn, convolved, shortcut) if relu else bn(convolved)
     (call,) = calls
     assert np.array(call["inputs"][2]).tolist()[-1] == (3 if with_shortcut else 2 if relu else 1)
-    np.testing.assert_array_equal(np.array(call["inputs"][3]), np.array(conv_kernel.batch_norm_rows(bn)))
+    statistics = [bn.running_mean, bn.running_var, bn.weight, bn.bias]
+    assert all(handed is given for handed, given in zip(call["inputs"][3:7], statistics))
+    assert np.array(call["inputs"][7]).tolist() == [np.float32(1e-5)]
+    assert call["inputs"][8] is shortcut if with_shortcut else call["inputs"][8].size == 1
     np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=1e-5)
 
 
