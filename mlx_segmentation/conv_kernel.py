@@ -155,7 +155,9 @@ SOURCE = (
                     #pragma unroll
                     for (int q = 0; q < 4; ++q) {
                         const int n = n0 + tx * TN + j + q;
-                        float out = bn_weight[n] * ((o[q] - bn_mean[n]) * rsqrtf(bn_var[n] + bn_eps[0])) + bn_bias[n];
+                        const float t = (o[q] - bn_mean[n]) * rsqrtf(bn_var[n] + bn_eps[0]);
+                        float out = epilogue == 1  // nn.BatchNorm's own operations round each step, mx.compile's fuse
+                            ? __fadd_rn(__fmul_rn(bn_weight[n], t), bn_bias[n]) : bn_weight[n] * t + bn_bias[n];
                         if (epilogue == 3) out += add[q];
                         o[q] = epilogue >= 2 && out < 0.0f ? 0.0f : out;
                     }
