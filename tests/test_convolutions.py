@@ -3,6 +3,10 @@ the CPU's taps) against MLX's conv2d and float64, SincNet's conv1d in tiles and 
 on the CPU against MLX's conv1d and addmm. The whole models through these routes are compared with pyannote.audio
 in tests/test_embedding.py and the checks."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -480,3 +484,15 @@ def test_the_resnet_runs_its_batch_norms_in_the_kernels_epilogue(monkeypatch):
     ours = block(x)
     assert epilogues == [2, 1, 3]
     np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=1e-5)
+
+
+def test_the_kernels_cuda_source_run_on_the_cpu_gives_float64s_convolutions():
+    """benchmarks/emulate_conv_kernel.py compiles the kernel's CUDA source with g++ (a thread per CUDA thread, each
+    `cp.async` copy done at once) and compares it with float64 at odd shapes, both sum modes and every epilogue: it
+    exits 1 if one output is over 1e-5 of its scale away."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    done = subprocess.run(
+        [sys.executable, "emulate_conv_kernel.py"], cwd=benchmarks, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("epilogue 3: max") == 2 and done.stdout.count(": max") == 14
