@@ -2,7 +2,8 @@
 
 An array made from Python values lives in CUDA managed memory and moves to the GPU when a kernel first reads it: on an
 H100 that cost 0.1 to 0.15 ms per launch of `norm_kernel` (two such arrays) against the same launch on arrays made
-once (benchmarks/norm_kernel_launch.py, benchmarks/results/h100_norm_kernel_launch.log). Kept here, an array moves once.
+once (benchmarks/norm_kernel_launch.py, benchmarks/results/h100_norm_kernel_launch_fresh_arrays.log). Kept here,
+an array moves once.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ THREADS = 512  # threads per block at most: CG channels times TL lanes
 J = 16  # frames a lane reads before summing them (loads in flight)
 # Channels per block at most: on an H100, one part of SincNet's stage 1 (60 channels) took 0.16 ms with 20 (or 10,
 # or 4) channels a block against 0.23 with 30; stage 0 (80) 0.19 ms with 20, 0.20 to 0.21 with 10 or 4
-# (benchmarks/norm_kernel_launch.py, benchmarks/results/h100_norm_kernel_launch.log)
+# (benchmarks/norm_kernel_launch.py, benchmarks/results/h100_norm_kernel_launch_fresh_arrays.log)
 MAX_GROUP = 20
 
 SOURCE = """
