@@ -233,9 +233,11 @@ def epilogue_inputs(norm: nn.BatchNorm | None, shortcut: mx.array | None) -> lis
     """The epilogue's inputs: the batch norm's statistics, affine parameters and eps, and the shortcut (a placeholder
     for each one not given)."""
     none = kernel_arguments.float32s(0.0)
-    statistics = [none] * 5 if norm is None else [norm.running_mean, norm.running_var, norm.weight, norm.bias]
-    eps = [] if norm is None else [kernel_arguments.float32s(norm.eps)]
-    return statistics + eps + [none if shortcut is None else shortcut]
+    added = none if shortcut is None else shortcut
+    if norm is None:
+        return [none] * (len(EPILOGUE_INPUTS) - 1) + [added]
+    eps = kernel_arguments.float32s(norm.eps)
+    return [norm.running_mean, norm.running_var, norm.weight, norm.bias, eps, added]
 
 
 def kernel_sizes(x: mx.array, weight: mx.array, stride: tuple[int, int], padding: tuple[int, int]) -> list[int]:
