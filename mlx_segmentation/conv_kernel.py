@@ -267,7 +267,9 @@ def conv2d(
 
     `tiles` overrides `tile(out_channels)`, `sums` the partial sums (benchmarks/gpu_kernels.py compares them).
     """
-    epilogue = EPILOGUES[(norm is not None, relu, shortcut is not None)]
+    epilogue = EPILOGUES.get((norm is not None, relu, shortcut is not None))
+    if epilogue is None:
+        raise ValueError("the epilogue takes a batch norm, then optionally ReLU, then optionally a shortcut before it")
     sizes = kernel_sizes(x, weight, stride, padding) + [epilogue]
     batch, out_h, out_w, out_channels, taps = sizes[0], sizes[3], sizes[4], sizes[6], sizes[7] * sizes[8]
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import mlx.core as mx
@@ -18,6 +19,7 @@ import numpy as np
 
 from .audio import AudioError, AudioSource
 from .columns import reduce_columns
+from .config import Specifications
 from .parts import Parts
 from .pyannet import PyanNet
 from .timeline import SlidingWindow
@@ -66,7 +68,16 @@ def to_multilabel_on_device(outputs: mx.array, model: PyanNet) -> mx.array:
     spec = model.specifications
     if not spec.powerset:
         return outputs
-    return mx.array(spec.powerset_mapping())[mx.argmax(outputs, axis=-1)]
+    return powerset_mapping_on_device(spec.model_dump_json())[mx.argmax(outputs, axis=-1)]
+
+
+@lru_cache(maxsize=16)
+def powerset_mapping_on_device(specifications: str) -> mx.array:
+    """`powerset_mapping()` of these `Specifications` (as JSON) in an array made once, so that it moves to the GPU
+    once, not at every batch (as `kernel_arguments`)."""
+    array = mx.array(Specifications.model_validate_json(specifications).powerset_mapping())
+    mx.eval(array)
+    return array
 
 
 def any_speaker(speakers: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ time, channels) here, so a kernel's height is frequency and its width time, as i
 from __future__ import annotations
 
 import os
-from functools import partial
+from functools import lru_cache, partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -195,11 +195,15 @@ def statistics_pooling(sequences: mx.array, weights: mx.array | None = None) -> 
     return pooled if per_speaker else pooled[:, 0]
 
 
+@lru_cache(maxsize=64)
 def nearest_indices(size_in: int, size_out: int) -> mx.array:
-    """F.interpolate(mode="nearest")'s source index for each output position (float32 scale, floored)."""
+    """F.interpolate(mode="nearest")'s source index for each output position (float32 scale, floored); made once
+    per pair of sizes, so that it moves to the GPU once (as `kernel_arguments`)."""
     scale = np.float32(size_in) / np.float32(size_out)
     indices = np.floor(np.arange(size_out, dtype=np.float32) * scale).astype(np.int64)
-    return mx.array(np.minimum(indices, size_in - 1).astype(np.int32))
+    array = mx.array(np.minimum(indices, size_in - 1).astype(np.int32))
+    mx.eval(array)
+    return array
 
 
 class WeSpeakerResNet34(nn.Module):

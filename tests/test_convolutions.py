@@ -452,9 +452,24 @@ def test_the_kernels_epilogue_is_the_batch_norm_relu_after_the_convolution(monke
     np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=0, atol=1e-5)
 
 
-def test_a_shortcut_needs_the_relu():
-    with pytest.raises(KeyError):
-        conv_kernel.conv2d(mx.zeros((1, 4, 4, 16)), mx.zeros((32, 1, 1, 16)), (1, 1), (0, 0), shortcut=mx.zeros(1))
+@pytest.mark.parametrize("norm, relu", [(False, False), (True, False), (False, True)])
+def test_a_shortcut_needs_the_batch_norm_and_relu(norm, relu):
+    batch_norm = nn.BatchNorm(32) if norm else None
+    with pytest.raises(ValueError, match="epilogue"):
+        conv_kernel.conv2d(
+            mx.zeros((1, 4, 4, 16)),
+            mx.zeros((32, 1, 1, 16)),
+            (1, 1),
+            (0, 0),
+            norm=batch_norm,
+            relu=relu,
+            shortcut=mx.zeros(1),
+        )
+
+
+def test_relu_needs_the_batch_norm():
+    with pytest.raises(ValueError, match="epilogue"):
+        conv_kernel.conv2d(mx.zeros((1, 4, 4, 16)), mx.zeros((32, 1, 1, 16)), (1, 1), (0, 0), relu=True)
 
 
 def test_the_resnet_runs_its_batch_norms_in_the_kernels_epilogue(monkeypatch):
