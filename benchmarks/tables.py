@@ -347,14 +347,14 @@ BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov27r_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27r_diarization.json"),
+        ("h100_nov27s_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27s_diarization.json"),
     ),
     Block(
         "h100-current-diarization",
         "docs/speed.md",
-        ("h100_nov27r_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27r_diarization.json"),
+        ("h100_nov27s_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27s_diarization.json"),
     ),
     Block(
         "h100-current-windows",
@@ -366,8 +366,8 @@ BLOCKS = [
     Block(
         "h100-current-embeddings",
         "docs/speed.md",
-        ("h100_nov27q_embedding_speed_new_1.json",),
-        lambda r: embeddings(r, "h100_nov27q_embedding_speed_new_1.json"),
+        ("h100_nov27s_embedding_speed_1.json",),
+        lambda r: embeddings(r, "h100_nov27s_embedding_speed_1.json"),
     ),
     Block(
         "h100-current-embeddings-matmul",

@@ -4,8 +4,8 @@
 
 Times the whole model, then the fbank, the stem, each ResNet layer and the pooling with embedding
 (each evaluated alone on the previous stage's output), then every convolution of the ResNet alone at
-its shape (through the route the runtime takes): the layers' time minus their convolutions' is what
-batch norm, ReLU and the shortcuts' additions cost.
+its shape with its batch norm, ReLU and shortcut (`wespeaker.conv_bn`, the route the runtime takes): the layers'
+time minus theirs is what runs between them.
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
@@ -26,7 +26,7 @@ from mlx_segmentation import wespeaker
 from mlx_segmentation.wespeaker import statistics_pooling
 
 
-milliseconds = partial(gpu_kernels.milliseconds, repeats=10, warmups=2)
+milliseconds = gpu_kernels.milliseconds
 
 
 def main() -> None:
@@ -66,24 +66,25 @@ def main() -> None:
     flat = out.transpose(0, 3, 1, 2).reshape(batch, channels * frequency, frames)
     print(f"pooling and embedding      {milliseconds(lambda: resnet.seg_1(statistics_pooling(flat))):8.2f} ms")
 
-    convolutions = []
-    original = wespeaker.Conv2d.__call__
+    convolutions = []  # each convolution with its batch norm (and ReLU, shortcut), as the blocks call them
+    original = wespeaker.conv_bn
 
-    def recording(self, x):
-        convolutions.append((self, x))
-        return original(self, x)
+    def recording(conv, bn, x, relu=False, shortcut=None):
+        convolutions.append((partial(original, conv, bn, relu=relu, shortcut=shortcut), x))
+        return original(conv, bn, x, relu=relu, shortcut=shortcut)
 
-    wespeaker.Conv2d.__call__ = recording
+    wespeaker.conv_bn = recording
     try:
         mx.eval(resnet.frames(features))
     finally:
-        wespeaker.Conv2d.__call__ = original
+        wespeaker.conv_bn = original
     rng = np.random.default_rng(0)
     conv_ms = 0.0
-    for conv, x in convolutions:
+    for conv_bn, x in convolutions:
         x = mx.array(rng.normal(0, 1, x.shape).astype(np.float32))
-        conv_ms += milliseconds(lambda conv=conv, x=x: conv(x))
-    print(f"stem and layers            {layers_ms:8.2f} ms, of which {len(convolutions)} convolutions {conv_ms:.2f} ms")
+        conv_ms += milliseconds(lambda conv_bn=conv_bn, x=x: conv_bn(x))
+    count = len(convolutions)
+    print(f"stem and layers            {layers_ms:8.2f} ms, of which {count} convolutions with norms {conv_ms:.2f} ms")
 
 
 if __name__ == "__main__":
