@@ -269,7 +269,7 @@ def conv2d(
     """
     epilogue = EPILOGUES.get((norm is not None, relu, shortcut is not None))
     if epilogue is None:
-        raise ValueError("the epilogue takes a batch norm, then optionally ReLU, then optionally a shortcut before it")
+        raise ValueError("the epilogue is a batch norm, optionally ReLU after it, and a shortcut only with both")
     sizes = kernel_sizes(x, weight, stride, padding) + [epilogue]
     batch, out_h, out_w, out_channels, taps = sizes[0], sizes[3], sizes[4], sizes[6], sizes[7] * sizes[8]
     if batch * out_h * out_w == 0:  # no output pixels: no kernel launch

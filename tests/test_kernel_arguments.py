@@ -4,6 +4,9 @@ import mlx.core as mx
 import numpy as np
 
 from mlx_segmentation import kernel_arguments
+from mlx_segmentation.config import Specifications
+from mlx_segmentation.inference import powerset_mapping_on_device
+from mlx_segmentation.wespeaker import nearest_indices
 
 
 def test_the_same_values_give_the_same_array_and_other_values_another():
@@ -19,10 +22,6 @@ def test_the_same_values_give_the_same_array_and_other_values_another():
 def test_the_pooling_indices_and_the_powerset_mapping_are_made_once():
     """The same reasoning for the statistics pooling's resampling indices and the powerset decoding's mapping, both
     handed to the device at every batch: the same sizes (specifications) give the same array, with the same values."""
-    from mlx_segmentation.config import Specifications
-    from mlx_segmentation.inference import powerset_mapping_on_device
-    from mlx_segmentation.wespeaker import nearest_indices
-
     indices = nearest_indices(589, 998)
     assert nearest_indices(589, 998) is indices and nearest_indices(589, 997) is not indices
     assert np.array(indices)[[0, 1, 2, -1]].tolist() == [0, 0, 1, 588]
