@@ -6,10 +6,13 @@ weights as (kernel height x kernel width x in channels, out channels). Each step
 channels of one tap) are copied from global to shared memory by `cp.async`, two steps ahead, into a ring
 of three: no registers hold them on the way and one barrier per step suffices (the hour's embeddings on
 an H100 7.1 to 7.2 s against 7.9 s when each thread loaded the next step's tiles into registers,
-benchmarks/results/h100_pipelined_conv.log). Each output is summed in a fixed order whatever the batch,
-in float32 fused multiply-adds: the BK products of each step apart, the steps of each 3 x 3 tap apart,
-then the taps (`SUMS`). With these short partial sums the ResNet's deepest layer lands 1.10e-3 from
-float64 on real speech, closer than pyannote's own float32 (1.63e-3); one running sum of up to 2,304
+benchmarks/results/h100_pipelined_conv.log). The steps come in order, so each thread keeps the next one's tap,
+channels and offsets as counters and pointers advanced by additions: no division per step, as the kernel first
+computed them, when it issued an instruction on 73% of its cycles and two in five were not multiply-adds
+(Nsight Compute, h100_ncu_conv.txt; 17% faster since, the same sums, h100_nov27u_*). Each output is summed in a
+fixed order whatever the batch, in float32 fused multiply-adds: the BK products of each step apart, the steps of
+each 3 x 3 tap apart, then the taps (`SUMS`). With these short partial sums the ResNet's deepest layer lands
+1.10e-3 from float64 on real speech, closer than pyannote's own float32 (1.63e-3); one running sum of up to 2,304
 products drifted to 6.38e-3. Nothing is unfolded in memory, unlike `wespeaker.unfolded_conv2d`, and
 MLX's CUDA conv2d (which fails on some shapes, benchmarks/conv2d_oom.py) is not used. Shapes, strides
 and padding are arguments, not template parameters: MLX compiles a custom kernel anew in every process
@@ -71,20 +74,33 @@ SOURCE = (
         const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
     };
-    const int steps_per_tap = CI / BK, steps = KH * KW * steps_per_tap;
-    auto load = [&](int s) {  // step s's tiles into stage s % STAGES: tap s / steps_per_tap, its channels from c0
-        const int t = s / steps_per_tap, c0 = (s % steps_per_tap) * BK;
-        const int dy = t / KW, dx = t % KW, stage = s % STAGES;
+    const int steps = KH * KW * (CI / BK);
+    long long pixel[ROWS];  // each copied pixel's first channel at tap (0, 0), from x (negative in the padding)
+    for (int l = 0; l < ROWS; ++l) pixel[l] = ((long long)base[l] + (long long)iy0[l] * W + ix0[l]) * CI + kq;
+    const float* weights = wt + n0;
+    int c0 = 0, dy = 0, dx = 0, tap_offset = 0, stage_in = 0;  // the next step's channels, tap and its offset, stage
+    auto load = [&]() {  // the next step's tiles (channels c0 of tap dy, dx) into its stage; steps come in order
         for (int l = 0; l < ROWS; ++l) {
             const int iy = iy0[l] + dy, ix = ix0[l] + dx;
             const bool inside = valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W;
-            const float* src = inside ? x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq : x;
-            copy16(&As[stage][row[l]][kq], src, inside);
+            copy16(&As[stage_in][row[l]][kq], inside ? x + pixel[l] + tap_offset + c0 : x, inside);
         }
         for (int l = 0; l < WLOADS; ++l) {
             const int q = tid + l * THREADS;
             const int k = q / (BN / 4), n = (q % (BN / 4)) * 4;
-            if (q < WQ) copy16(&Bs[stage][k][n], wt + (size_t)(t * CI + c0 + k) * CO + n0 + n, true);
+            if (q < WQ) copy16(&Bs[stage_in][k][n], weights + (size_t)k * CO + n, true);
+        }
+        weights += (size_t)BK * CO;  // the weights' rows are (tap, channel): step s starts at row s * BK
+        stage_in = stage_in + 1 == STAGES ? 0 : stage_in + 1;
+        c0 += BK;
+        if (c0 == CI) {
+            c0 = 0;
+            tap_offset += CI;
+            if (++dx == KW) {
+                dx = 0;
+                ++dy;
+                tap_offset += (W - KW) * CI;
+            }
         }
         asm volatile("cp.async.commit_group;");
     };
@@ -92,13 +108,13 @@ SOURCE = (
     float acc[TM][TN], tap[TM][TN], part[TM][TN];  // the whole sum, this tap's, this step's (SUMS == 2)
     for (int i = 0; i < TM; ++i)
         for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
-    load(0);
-    if (steps > 1) load(1);
+    load();
+    if (steps > 1) load();
     for (int s = 0; s < steps; ++s) {
         if (s + 1 < steps) asm volatile("cp.async.wait_group 1;");
         else asm volatile("cp.async.wait_group 0;");
         __syncthreads();
-        if (s + 2 < steps) load(s + 2);
+        if (s + 2 < steps) load();
         const int stage = s % STAGES;
         if (SUMS == 2) {
             for (int i = 0; i < TM; ++i)
@@ -129,7 +145,7 @@ SOURCE = (
             for (int i = 0; i < TM; ++i)
                 for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
         }
-        if ((s + 1) % steps_per_tap == 0) {
+        if ((s + 1) % (CI / BK) == 0) {
             for (int i = 0; i < TM; ++i)
                 for (int j = 0; j < TN; ++j) {
                     acc[i][j] += tap[i][j];
