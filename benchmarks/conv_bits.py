@@ -1,5 +1,5 @@
-"""Saves the convolution kernel's outputs at the ResNet's shapes (10 s x 8, random values) to compare two versions
-of the code bit for bit: `python benchmarks/conv_bits.py out.npz`, then `python benchmarks/conv_bits.py a.npz b.npz`."""
+"""Saves the convolution kernel's outputs at the ResNet's shapes (10 s x 8, random values) and SincNet's, to compare
+two versions of the code bit for bit: `python benchmarks/conv_bits.py out.npz`, then `... a.npz b.npz`."""
 
 import sys
 
@@ -22,4 +22,7 @@ for (height, width, in_channels), out_channels, kernel, stride in gpu_kernels.CO
     padding = (kernel // 2, kernel // 2)
     name = f"{height}x{width}x{in_channels}->{out_channels},{kernel}x{kernel}/{stride}"
     outputs[name] = np.array(conv_kernel.conv2d(x, weight, (stride, stride), padding))
+x = mx.array(rng.normal(0, 1, (8, 1990, 80)).astype(np.float32))  # SincNet's second convolution, as conv1d
+weight = mx.array(rng.normal(0, 0.1, (60, 5, 80)).astype(np.float32))
+outputs["sincnet 1990x80->60,5"] = np.array(conv_kernel.conv1d(x, weight))
 np.savez(sys.argv[1], **outputs)
