@@ -74,7 +74,7 @@ SOURCE = (
         const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
     };
-    const int steps_per_tap = CI / BK, steps = KH * KW * steps_per_tap;
+    const int steps = KH * KW * (CI / BK);
     long long pixel[ROWS];  // each copied pixel's first channel at tap (0, 0), from x (negative in the padding)
     for (int l = 0; l < ROWS; ++l) pixel[l] = ((long long)base[l] + (long long)iy0[l] * W + ix0[l]) * CI + kq;
     const float* weights = wt + n0;
@@ -110,13 +110,16 @@ SOURCE = (
         for (int j = 0; j < TN; ++j) acc[i][j] = tap[i][j] = 0.0f;
     load();
     if (steps > 1) load();
-    int tap_step = 0;  // steps of this tap done
     for (int s = 0; s < steps; ++s) {
         if (s + 1 < steps) asm volatile("cp.async.wait_group 1;");
         else asm volatile("cp.async.wait_group 0;");
         __syncthreads();
         if (s + 2 < steps) load();
         const int stage = s % STAGES;
+        if (SUMS == 2) {
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) part[i][j] = 0.0f;
+        }
         #pragma unroll
         for (int k4 = 0; k4 < BK; k4 += 4) {
             float4 a4[TM];
@@ -132,9 +135,7 @@ SOURCE = (
                 for (int i = 0; i < TM; ++i) {
                     const float a = kk == 0 ? a4[i].x : kk == 1 ? a4[i].y : kk == 2 ? a4[i].z : a4[i].w;
                     for (int j = 0; j < TN; ++j) {
-                        // the step's first product: fmaf(a, b, 0) up to the sign of an exact zero, which tap drops
-                        if (SUMS == 2 && k4 + kk == 0) part[i][j] = __fmul_rn(a, b[j]);
-                        else if (SUMS == 2) part[i][j] = fmaf(a, b[j], part[i][j]);
+                        if (SUMS == 2) part[i][j] = fmaf(a, b[j], part[i][j]);
                         else tap[i][j] = fmaf(a, b[j], tap[i][j]);
                     }
                 }
@@ -144,8 +145,7 @@ SOURCE = (
             for (int i = 0; i < TM; ++i)
                 for (int j = 0; j < TN; ++j) tap[i][j] += part[i][j];
         }
-        if (++tap_step == steps_per_tap) {
-            tap_step = 0;
+        if ((s + 1) % (CI / BK) == 0) {
             for (int i = 0; i < TM; ++i)
                 for (int j = 0; j < TN; ++j) {
                     acc[i][j] += tap[i][j];
