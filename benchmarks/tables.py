@@ -339,22 +339,22 @@ H200_SPEED_RUNS = (
     "h200_speed_batch32_torch_in_our_windowing.json",
 )
 CURRENT_SPEED_RUNS = (
-    "h100_nov27o_speed_batch1024.json",
-    "h100_nov27o_speed_batch32.json",
-    "h100_nov27o_speed_batch32_torch_in_our_windowing.json",
+    "h100_nov27w_speed_batch1024.json",
+    "h100_nov27w_speed_batch32.json",
+    "h100_nov27w_speed_batch32_torch_in_our_windowing.json",
 )
 BLOCKS = [
     Block(
         "readme-diarization",
         "README.md",
-        ("h100_nov27s_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27s_diarization.json"),
+        ("h100_nov27w_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27w_diarization.json"),
     ),
     Block(
         "h100-current-diarization",
         "docs/speed.md",
-        ("h100_nov27s_diarization.json",),
-        lambda r: diarization_recordings(r, "h100_nov27s_diarization.json"),
+        ("h100_nov27w_diarization.json",),
+        lambda r: diarization_recordings(r, "h100_nov27w_diarization.json"),
     ),
     Block(
         "h100-current-windows",
@@ -366,8 +366,8 @@ BLOCKS = [
     Block(
         "h100-current-embeddings",
         "docs/speed.md",
-        ("h100_nov27s_embedding_speed_1.json",),
-        lambda r: embeddings(r, "h100_nov27s_embedding_speed_1.json"),
+        ("h100_nov27w_embedding_speed.json",),
+        lambda r: embeddings(r, "h100_nov27w_embedding_speed.json"),
     ),
     Block(
         "h100-current-embeddings-matmul",
