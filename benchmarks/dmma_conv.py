@@ -2,12 +2,12 @@
 
     python benchmarks/dmma_conv.py [--batch 32]
 
-`conv_kernel`'s image and weight tiles (float32, copied by `cp.async` as there), but every product and sum taken
+`conv_kernel`'s image and weight tiles (float32, copied by its `LOADS`), but every product and sum taken
 in float64 by `mma.sync.m8n8k4.f64` (FP64 tensor cores: the H100's 67 TFLOP/s, its float32 peak without them), each
 output rounded to float32 once at the end. Four warps per block, each a 32 x 32 tile of outputs (4 x 4 products of
 8 x 8). Prints, at the ResNet's shapes for 10 s segments, each kernel's time and its distance from float64 (the
 float64 sum should round to within one float32 ulp of it). Not a runtime route: a measurement of whether one is worth
-building.
+building (h100_dmma_conv.log was measured with the loads before they kept counters).
 """
 
 from __future__ import annotations
@@ -35,27 +35,9 @@ SOURCE = (
     + """
     __shared__ __align__(16) float As[STAGES][BM][LA];
     __shared__ __align__(16) float Bs[STAGES][BK][LB];
-    auto copy16 = [](void* dst, const float* src, bool inside) {
-        const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
-    };
-    const int steps_per_tap = CI / BK, steps = KH * KW * steps_per_tap;
-    auto load = [&](int s) {
-        const int t = s / steps_per_tap, c0 = (s % steps_per_tap) * BK;
-        const int dy = t / KW, dx = t % KW, stage = s % STAGES;
-        for (int l = 0; l < ROWS; ++l) {
-            const int iy = iy0[l] + dy, ix = ix0[l] + dx;
-            const bool inside = valid[l] && iy >= 0 && iy < H && ix >= 0 && ix < W;
-            const float* src = inside ? x + ((size_t)base[l] + (size_t)iy * W + ix) * CI + c0 + kq : x;
-            copy16(&As[stage][row[l]][kq], src, inside);
-        }
-        for (int l = 0; l < WLOADS; ++l) {
-            const int q = tid + l * THREADS;
-            const int k = q / (BN / 4), n = (q % (BN / 4)) * 4;
-            if (q < WQ) copy16(&Bs[stage][k][n], wt + (size_t)(t * CI + c0 + k) * CO + n0 + n, true);
-        }
-        asm volatile("cp.async.commit_group;");
-    };
+"""
+    + conv_kernel.LOADS
+    + """
     const int warp = tid / 32, lane = tid % 32;
     const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
     const int group = lane / 4, quad = lane % 4;  // the m8n8k4 fragments' row (A, C) or column (B), and k (A, B)
@@ -64,13 +46,13 @@ SOURCE = (
     for (int r = 0; r < 4; ++r)
         #pragma unroll
         for (int c = 0; c < 4; ++c) acc[r][c][0] = acc[r][c][1] = 0.0;
-    load(0);
-    if (steps > 1) load(1);
+    load();
+    if (steps > 1) load();
     for (int s = 0; s < steps; ++s) {
         if (s + 1 < steps) asm volatile("cp.async.wait_group 1;");
         else asm volatile("cp.async.wait_group 0;");
         __syncthreads();
-        if (s + 2 < steps) load(s + 2);
+        if (s + 2 < steps) load();
         const int stage = s % STAGES;
         #pragma unroll
         for (int kk = 0; kk < BK; kk += 4) {

@@ -56,20 +56,8 @@ PIXELS = """
     }
 """
 
-SOURCE = (
-    """
-    constexpr int THREADS = (BM / TM) * (BN / TN);
-    constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
-    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
-    constexpr int WQ = BK * BN / 4;                     // 16-byte copies of weights per step
-    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
-    constexpr int STAGES = 3;
-    constexpr int LA = BK + 4;                          // As rows: a pixel's BK channels, 16-byte aligned
-"""
-    + PIXELS
-    + """
-    __shared__ __align__(16) float As[STAGES][BM][LA];
-    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];
+# Each step's tiles into shared memory (As, Bs, declared before): `load()` copies the next step's, by `cp.async`
+LOADS = """
     auto copy16 = [](void* dst, const float* src, bool inside) {
         const unsigned at = (unsigned)__cvta_generic_to_shared(dst);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(at), "l"(src), "r"(inside ? 16 : 0));
@@ -104,6 +92,25 @@ SOURCE = (
         }
         asm volatile("cp.async.commit_group;");
     };
+"""
+
+SOURCE = (
+    """
+    constexpr int THREADS = (BM / TM) * (BN / TN);
+    constexpr int KQ = BK / 4;                          // 16-byte copies per pixel per step
+    constexpr int ROWS = BM * KQ / THREADS;             // pixels each thread copies per step
+    constexpr int WQ = BK * BN / 4;                     // 16-byte copies of weights per step
+    constexpr int WLOADS = (WQ + THREADS - 1) / THREADS;
+    constexpr int STAGES = 3;
+    constexpr int LA = BK + 4;                          // As rows: a pixel's BK channels, 16-byte aligned
+"""
+    + PIXELS
+    + """
+    __shared__ __align__(16) float As[STAGES][BM][LA];
+    __shared__ __align__(16) float Bs[STAGES][BK][BN + 4];
+"""
+    + LOADS
+    + """
     const int ty = tid / (BN / TN), tx = tid % (BN / TN);
     float acc[TM][TN], tap[TM][TN], part[TM][TN];  // the whole sum, this tap's, this step's (SUMS == 2)
     for (int i = 0; i < TM; ++i)
