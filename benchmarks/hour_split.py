@@ -1,6 +1,6 @@
 """Where an hour of speech detection spends its time: the device's forwards, the outputs' way back, the host's share.
 
-    python benchmarks/hour_split.py SEGMENTATION_CHECKPOINT [BATCH ...] [--minutes 60]
+    python benchmarks/hour_split.py SEGMENTATION_CHECKPOINT [BATCH ...] [--minutes 60] [--runtime-only]
 
 Converts the checkpoint (no checks), then for each batch size times, two runs each, with peak GPU memory:
 the runtime's speech detection (`inference.segment`); the same windows' forwards alone (uploaded and run as
@@ -43,7 +43,7 @@ def measure(label: str, function: Callable[[], object]) -> None:
         print(f"{label}, run {run + 1}: {seconds:.3f} s, peak {mx.get_peak_memory() / 2**20:.0f} MiB", flush=True)
 
 
-def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
+def main(checkpoint: Path, batches: list[int], minutes: float, runtime_only: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = mlx_segmentation.load(build(checkpoint, Path(tmp) / "model", log=lambda m: None).out)
     samples = long_recording(minutes * 60, seed=0).astype(np.float32)
@@ -57,6 +57,11 @@ def main(checkpoint: Path, batches: list[int], minutes: float) -> None:
 
         def detect() -> None:
             inference.segment(model, audio(), batch_size=batch)
+
+        if runtime_only:
+            detect()  # warm-up
+            measure(f"{name}, the runtime's speech detection", detect)
+            continue
 
         def forwards_only() -> None:
             source = audio()
@@ -116,5 +121,6 @@ if __name__ == "__main__":
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("batches", type=int, nargs="*", default=[32, 1024])
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--runtime-only", action="store_true", help="time the runtime's speech detection alone")
     args = parser.parse_args()
-    main(args.checkpoint, args.batches, args.minutes)
+    main(args.checkpoint, args.batches, args.minutes, args.runtime_only)
