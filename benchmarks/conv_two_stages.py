@@ -8,6 +8,10 @@ next step's tiles copied while this one is multiplied) and needs more registers 
 for sm_90): two blocks per SM instead of three. Each step's partial sum then has 32 products, not 16: other sums.
 At the ResNet's shapes for 10 s segments it prints milliseconds per call for the runtime's tiles and for the
 variant's at 32 channels, and, on the first `--compare` segments, each one's root mean square from float64.
+
+Not kept: on an H100 (benchmarks/results/h100_conv_two_stages.log, two runs) the 3 x 3 convolutions took -11% to +7%
+of the runtime's time, most within 2%, each further from float64 (1.98e-7 against 1.65e-7 at 32 channels, 6.06e-7
+against 5.60e-7 at 256); only the 1 x 1 shortcut was faster throughout (0.25 against 0.27 ms).
 """
 
 from __future__ import annotations  # noqa: I001  (mlx_segmentation before MLX: it may load MKL for MLX's CPU)
