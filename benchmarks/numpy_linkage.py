@@ -67,8 +67,8 @@ def centroid_linkage(distances: np.ndarray, n: int) -> tuple[np.ndarray | None, 
         arg[update < bound] = y
         np.minimum(bound, update, out=bound)
         nearest(M, bound, arg, y)
-        alive = np.flatnonzero(size)
-        if 1 < len(alive) <= m // 2:
+        if 1 < n - 1 - k <= m // 2:  # clusters left after this merge
+            alive = np.flatnonzero(size)
             slot = np.full(m, -1)
             slot[alive] = np.arange(len(alive))
             M, ids, size, bound = M[np.ix_(alive, alive)], ids[alive], size[alive], bound[alive]
